@@ -1,0 +1,29 @@
+# ualm_tk: the two product commands and their set-up steps.
+#   make recipe   set up, then run the CPU mini recipe end to end (stages that exist)
+#   make test     set up, then run the test suite
+SHELL := /bin/bash
+VENV := tools/venv
+PY := $(VENV)/bin/python
+RECIPE_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: all install install-python install-system recipe test clean-venv
+
+all: install
+
+install: install-system install-python
+
+install-system:
+	tools/install_system.sh
+
+install-python:
+	tools/install_python.sh
+
+recipe: install
+	cd egs2/mini_ualm/ualm1 && ./run.sh $(RECIPE_ARGS)
+
+test: install
+	$(PY) -m pytest test $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)
