@@ -12,22 +12,22 @@
 # Positional arguments remain in "$@".
 __po_script=${0}
 __po_decls() {
-  # prints: name<TAB>default<TAB>comment, for options declared in the calling script
+  # prints: name<US>default<US>comment (US = \037, so empty fields survive read), for options declared in the calling script
   awk '
     /^# <options>/ {on=1; next}
     /^# <\/options>/ {on=0}
     on && /^[[:space:]]*#/ {sub(/^[[:space:]]*#[[:space:]]?/, ""); c = (c=="" ? $0 : c " " $0); next}
     on && /^[A-Za-z_][A-Za-z0-9_]*=/ {
       n = $0; sub(/=.*/, "", n); d = $0; sub(/^[^=]*=/, "", d); sub(/[[:space:]]+#.*$/, "", d);
-      gsub(/^"|"$/, "", d); printf "%s\t%s\t%s\n", n, d, c; c=""; next}
+      gsub(/^"|"$/, "", d); printf "%s\037%s\037%s\n", n, d, c; c=""; next}
     on {c=""}
   ' "${__po_script}"
 }
 __po_usage() {
   echo "Usage: ${__po_script} [options] ${__po_positional:-}"
   echo "Options (default in brackets):"
-  __po_decls | while IFS=$'\t' read -r n d c; do
-    printf "  --%-28s %s [%s]\n" "${n}" "${c}" "${d}"
+  __po_decls | while IFS=$'\037' read -r n d c; do
+    printf "  --%-28s %s [%s]\n" "${n//_/-}" "${c}" "${__po_default[${n}]-${d}}"
   done
 }
 __po_check_type() {  # name default value
@@ -42,7 +42,8 @@ __po_check_type() {  # name default value
   return 0
 }
 declare -A __po_default=()
-while IFS=$'\t' read -r __n __d __c; do __po_default["${__n}"]="${__d}"; done < <(__po_decls)
+# defaults are the variables' values now, before any option is applied
+while IFS=$'\037' read -r __n __d __c; do __po_default["${__n}"]="${!__n-${__d}}"; done < <(__po_decls)
 __po_args=()
 while [ $# -gt 0 ]; do
   case "$1" in

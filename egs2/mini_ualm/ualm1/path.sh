@@ -1,0 +1,1 @@
+../../TEMPLATE/ualm1/path.sh
