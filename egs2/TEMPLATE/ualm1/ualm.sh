@@ -176,11 +176,11 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     python -m ualm_tk.bin.split_scp "${src}/wav.scp" "${split_dir}" "${_nj}"
     run_jobs "${data_cmd}" "${dst}/log" JOB=1:"${_nj}" "${dst}/log/format.JOB.log" \
       python -m ualm_tk.bin.format_audio --wav_scp "${split_dir}/wav.JOB.scp" \
-        --out_dir "${split_dir}/part.JOB" --fs "${fs}" --channels "${audio_channels}" \
+        --out_dir "${dst}/data/format.JOB" --fs "${fs}" --channels "${audio_channels}" \
         --audio_format "${audio_format}" --min_dur "${min_dur}" --max_dur "${max_dur}" \
         --silence_db "${silence_db}"
     parts=()
-    for j in $(seq 1 "${_nj}"); do parts+=("${split_dir}/part.${j}"); done
+    for j in $(seq 1 "${_nj}"); do parts+=("${dst}/data/format.${j}"); done
     python -m ualm_tk.bin.merge_audio_dump --data_dir "${src}" --parts "${parts[@]}" --out_dir "${dst}"
     n_rej=$(wc -l < "${dst}/rejected")
     if python -c "import sys; sys.exit(0 if ${n_rej} <= ${max_reject_share} * ${n_utt} else 1)"; then

@@ -1,0 +1,97 @@
+"""The mini recipe's stages on a tiny corpus, run as a user runs them: ./run.sh in a recipe dir."""
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from ualm_tk.data.kaldi_files import read_kaldi_file
+
+pytestmark = pytest.mark.recipe
+
+TINY = "--corpus_dir corpus --num_clips 40 --seed 3"
+
+
+def make_recipe(repo_root: Path, where: Path, env) -> Path:
+    """A fresh copy of egs2/mini_ualm/ualm1 (links to shared code, its own outputs)."""
+    target = where / "egs2" / "mini_ualm" / "ualm1"
+    subprocess.run(
+        [str(repo_root / "egs2/TEMPLATE/ualm1/setup.sh"), str(target)],
+        check=True, capture_output=True, env=env,
+    )
+    src = repo_root / "egs2" / "mini_ualm" / "ualm1"
+    shutil.rmtree(target / "local")
+    os.symlink(src / "local", target / "local")
+    shutil.copy(src / "run.sh", target / "run.sh")
+    return target
+
+
+def run(recipe: Path, env, *args, check=True):
+    r = subprocess.run(["./run.sh", *args], cwd=recipe, capture_output=True, text=True, env=env)
+    if check and r.returncode != 0:
+        raise AssertionError(f"run.sh {' '.join(args)} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def recipe(repo_root, tmp_path_factory):
+    env = dict(os.environ)
+    env["UALM_CMD_BACKEND"] = "local"
+    where = tmp_path_factory.mktemp("recipe")
+    rec = make_recipe(repo_root, where, env)
+    first = run(rec, env, "--stop_stage", "2", "--local_data_opts", TINY)
+    return rec, env, first
+
+
+def test_stages_1_and_2_build_data_and_dump(recipe):
+    rec, env, first = recipe
+    out = first.stdout
+    assert "Stage 1: data preparation: local/data.sh -> data/{train,valid,test}" in out
+    for s in ("train", "valid", "test"):
+        assert f"Stage 2: audio formatting and validation: data/{s} -> dump/audio/{s}" in out
+        dump = rec / "dump" / "audio" / s
+        wavs = read_kaldi_file(dump / "wav.scp")
+        masters = read_kaldi_file(dump / "master.scp")
+        nsamp = read_kaldi_file(dump / "utt2num_samples")
+        data_keys = set(read_kaldi_file(rec / "data" / s / "wav.scp"))
+        rejected = set(read_kaldi_file(dump / "rejected", allow_empty_value=True)) if (dump / "rejected").stat().st_size else set()
+        # every clip is either kept or rejected with a reason: nothing lost
+        assert set(wavs) | rejected == data_keys and not (set(wavs) & rejected)
+        assert set(wavs) == set(masters) == set(nsamp)
+        assert set(read_kaldi_file(dump / "text")) == set(wavs)
+        for key, path in list(wavs.items())[:5]:
+            info = sf.info(str(rec / path))  # paths are relative to the recipe dir
+            assert info.samplerate == 16000 and info.channels == 1, (key, info)
+            assert info.frames == int(nsamp[key])
+            assert sf.info(masters[key]).samplerate == 48000
+
+
+def test_rerun_is_a_no_op(recipe):
+    rec, env, _ = recipe
+    stamp = (rec / "dump" / "audio" / "train" / "wav.scp").stat().st_mtime_ns
+    r = run(rec, env, "--stop_stage", "2", "--local_data_opts", TINY)
+    assert "Stage 1: data preparation: already done" in r.stdout
+    assert "dump/audio/train already done" in r.stdout
+    assert (rec / "dump" / "audio" / "train" / "wav.scp").stat().st_mtime_ns == stamp
+
+
+def test_changed_options_need_force(recipe):
+    rec, env, _ = recipe
+    r = run(rec, env, "--stage", "2", "--stop_stage", "2", "--fs", "8000", check=False)
+    assert r.returncode != 0
+    assert "was made with other options" in r.stderr and "--force true" in r.stderr
+
+
+def test_corrupt_master_is_rejected_with_reason_and_stage_goes_on(recipe):
+    rec, env, _ = recipe
+    wav_scp = read_kaldi_file(rec / "data" / "train" / "wav.scp")
+    victim, path = sorted(wav_scp.items())[0]
+    (rec / path).write_bytes(b"RIFF\x00\x00garbage" * 10)
+    r = run(rec, env, "--stage", "2", "--stop_stage", "2", "--force", "true")
+    rejected = read_kaldi_file(rec / "dump" / "audio" / "train" / "rejected")
+    assert victim in rejected and "unreadable" in rejected[victim]
+    assert victim not in read_kaldi_file(rec / "dump" / "audio" / "train" / "wav.scp")
+    assert victim in (rec / "dump" / "audio" / "train" / "rejected_report.md").read_text()
+    assert "1 of" in r.stdout and "rejected" in r.stdout
