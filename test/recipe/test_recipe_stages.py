@@ -95,3 +95,21 @@ def test_corrupt_master_is_rejected_with_reason_and_stage_goes_on(recipe):
     assert victim not in read_kaldi_file(rec / "dump" / "audio" / "train" / "wav.scp")
     assert victim in (rec / "dump" / "audio" / "train" / "rejected_report.md").read_text()
     assert "1 of" in r.stdout and "rejected" in r.stdout
+
+
+@pytest.mark.slurm
+def test_stage_2_as_slurm_array_jobs(recipe, slurm_cluster):
+    """The same stage through the slurm backend: one sbatch array per call, same outputs."""
+    rec, env, _ = recipe
+    env = dict(env, UALM_CMD_BACKEND="slurm", SLURM_CONF=slurm_cluster)
+    dump = rec / "dump" / "audio" / "valid"
+    before = read_kaldi_file(dump / "wav.scp")
+    r = run(rec, env, "--stage", "2", "--stop_stage", "2", "--force", "true", "--test_sets", "test")
+    assert "backend slurm" in r.stdout
+    logs = sorted((dump / "log").glob("format.*.log"))
+    assert logs, "no task logs"
+    for log in logs:
+        text = log.read_text()
+        assert "# Slurm job" in text and "# Ended (code 0)" in text, text[-2000:]
+    assert list((dump / "log" / "q").glob("*.sh")), "no sbatch script kept under log/q"
+    assert read_kaldi_file(dump / "wav.scp") == before
