@@ -63,6 +63,7 @@ silence_db=-60.0
 max_reject_share=0.2
 # </options>
 
+cmdline="$0 $*"
 # shellcheck disable=SC1091
 . ./path.sh
 # shellcheck disable=SC1091
@@ -133,7 +134,7 @@ run_jobs() {
   fi
 }
 
-log "$0 $*"
+log "${cmdline}"
 log "stages ${stage}..${stop_stage}, backend ${cmd_backend}, nj ${nj}"
 
 # ---- stage 1: data preparation ----
