@@ -1,0 +1,94 @@
+"""Classifier-free guidance: one batch with cond + uncond rows, λ·cond + (1−λ)·uncond."""
+import math
+
+import pytest
+import torch
+
+from toy_stream_lm import EOS, EOT, PAD, naive_greedy, prompt_tokens
+from ualm_tk.inference import (
+    DecodeConfig, GuidanceError, SamplingConfig, cfg_combine, cfg_prompt_batch, generate, unconditional_tokens,
+)
+
+
+def decode_config(lm, **kw):
+    base = dict(allowed=lm.audio_allowed(), pad_id=PAD, stop_ids=[EOS, EOT], delays=list(range(lm.K)), max_steps=12,
+                sampling=SamplingConfig(top_k=20, temperature=0.8))
+    base.update(kw)
+    return DecodeConfig(**base)
+
+
+def test_cfg_combine_formula_and_lambda_one_is_exact():
+    cond, uncond = torch.randn(3, 2, 7), torch.randn(3, 2, 7)
+    both = torch.cat([cond, uncond])
+    assert torch.allclose(cfg_combine(both, 3.0), 3.0 * cond - 2.0 * uncond, atol=1e-6)
+    assert torch.equal(cfg_combine(both, 1.0), cond)
+    assert torch.equal(cfg_combine(both, 0.0), uncond)
+    with pytest.raises(GuidanceError, match="even number"):
+        cfg_combine(both[:5], 3.0)
+
+
+@pytest.mark.parametrize("bad", [-0.5, math.nan, math.inf])
+def test_bad_guidance_scale_is_rejected(toy_lm, bad):
+    with pytest.raises(GuidanceError, match="guidance scale"):
+        decode_config(toy_lm, guidance_scale=bad)
+
+
+def test_unconditional_prompt_has_the_same_length_with_pads():
+    toks = torch.arange(2 * 5 * 3).view(2, 5, 3) + 10
+    cond = torch.zeros(2, 5, dtype=torch.bool)
+    cond[:, 1:3] = True
+    u = unconditional_tokens(toks, cond, PAD)
+    assert u.shape == toks.shape
+    assert (u[:, 1:3] == PAD).all() and torch.equal(u[:, [0, 3, 4]], toks[:, [0, 3, 4]])
+    with pytest.raises(GuidanceError):
+        unconditional_tokens(toks, cond[:, :4], PAD)
+
+
+def test_prompts_of_different_length_are_left_padded():
+    c, u = torch.randn(2, 5, 4), torch.randn(2, 2, 4)
+    emb, mask = cfg_prompt_batch(c, u)
+    assert emb.shape == (4, 5, 4) and mask.shape == (4, 5)
+    assert mask[:2].all() and not mask[2:, :3].any() and mask[2:, 3:].all()
+    assert torch.equal(emb[2:, 3:], u) and torch.equal(emb[:2], c)
+    emb, mask = cfg_prompt_batch(c, c.clone())
+    assert mask is None and emb.shape == (4, 5, 4)
+
+
+@pytest.mark.parametrize("uncond_len", [None, 2])  # equal length (pads) / a shorter all-pad prefix
+def test_cfg_with_lambda_one_equals_plain_sampling(toy_lm, uncond_len):
+    with torch.no_grad():
+        toy_lm.head.weight[[EOS, EOT]] *= 0.3  # long enough generations for guidance to matter
+    prompt = prompt_tokens(2, 6, toy_lm)
+    if uncond_len is None:
+        cond_mask = torch.zeros(2, 6, dtype=torch.bool)
+        cond_mask[:, 1:4] = True
+        uncond = unconditional_tokens(prompt, cond_mask, PAD)
+    else:
+        uncond = torch.full((2, uncond_len, toy_lm.K), PAD)
+    emb = toy_lm.embed_fn
+    plain = generate(toy_lm.decoder, emb(prompt), emb, toy_lm.logits_fn, decode_config(toy_lm, num_samples=2),
+                     generator=torch.Generator().manual_seed(11))
+    guided = generate(toy_lm.decoder, emb(prompt), emb, toy_lm.logits_fn,
+                      decode_config(toy_lm, num_samples=2, guidance_scale=1.0), uncond_prompt_embeds=emb(uncond),
+                      generator=torch.Generator().manual_seed(11))
+    assert torch.equal(plain.tokens, guided.tokens)
+    assert torch.equal(plain.lengths, guided.lengths)
+    assert plain.lengths.min() >= 6
+    # and guidance changes the result when λ != 1
+    strong = generate(toy_lm.decoder, emb(prompt), emb, toy_lm.logits_fn,
+                      decode_config(toy_lm, num_samples=2, guidance_scale=3.0), uncond_prompt_embeds=emb(uncond),
+                      generator=torch.Generator().manual_seed(11))
+    assert not torch.equal(plain.tokens, strong.tokens)
+
+
+def test_cfg_greedy_equals_separate_cond_and_uncond_recomputation(toy_lm):
+    prompt = prompt_tokens(2, 5, toy_lm, seed=4)
+    cond_mask = torch.zeros(2, 5, dtype=torch.bool)
+    cond_mask[:, 1:] = True
+    uncond = unconditional_tokens(prompt, cond_mask, PAD)
+    cfg = decode_config(toy_lm, guidance_scale=3.0, sampling=SamplingConfig(greedy=True), max_steps=10)
+    out = generate(toy_lm.decoder, toy_lm.embed_fn(prompt), toy_lm.embed_fn, toy_lm.logits_fn, cfg,
+                   uncond_prompt_embeds=toy_lm.embed_fn(uncond))
+    ref = naive_greedy(toy_lm, prompt, cfg.allowed, cfg.delays, cfg.max_steps, scale=3.0, uncond=uncond)
+    for b, rows in enumerate(ref):
+        assert out.tokens[b, : len(rows)].tolist() == rows

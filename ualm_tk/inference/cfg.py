@@ -1,0 +1,86 @@
+"""Classifier-free guidance: conditional and unconditional rows in ONE decoder batch.
+
+Row layout: rows ``[0, R)`` are conditional, rows ``[R, 2R)`` unconditional (``R`` = prompts x
+samples); both halves receive the same sampled tokens each step, so every unconditional row has
+its own cache rows in the same cache. Logits combine as ``λ·cond + (1−λ)·uncond`` (paper λ = 3)
+BEFORE masking and sampling; λ = 1 returns the conditional logits bit for bit.
+
+The unconditional prompt is the conditional one with the condition replaced by ``<pad>`` — the
+same substitution CFG dropout makes in training — so both prompts have equal length by
+construction (:func:`unconditional_tokens`). Prompts of different lengths are also accepted:
+:func:`cfg_prompt_batch` left-pads the shorter half and returns the attention mask.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+
+
+class GuidanceError(ValueError):
+    """Invalid guidance scale or CFG prompts."""
+
+
+def check_guidance_scale(scale: float) -> float:
+    """λ must be finite and >= 0 (0 = unconditional only, 1 = no guidance, > 1 = guided)."""
+    if not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
+        raise GuidanceError(f"guidance scale λ must be a finite number >= 0, got {scale!r}")
+    return float(scale)
+
+
+def cfg_combine(logits: torch.Tensor, scale: float) -> torch.Tensor:
+    """``logits [2R, K, V]`` (cond rows first) -> ``λ·cond + (1−λ)·uncond`` ``[R, K, V]``."""
+    if logits.shape[0] % 2:
+        raise GuidanceError(f"CFG logits need an even number of rows (cond + uncond), got {logits.shape[0]}")
+    cond, uncond = logits.chunk(2, dim=0)
+    return torch.add(cond * scale, uncond, alpha=1.0 - scale)
+
+
+def unconditional_tokens(
+    prompt_tokens: torch.Tensor,  # [B, S, K]
+    condition_mask: torch.Tensor,  # [B, S] bool, True where the condition sits
+    pad_id: int,
+) -> torch.Tensor:
+    """Replace the condition positions (all streams) by ``pad_id``: ``[B, S, K]``, same length."""
+    if prompt_tokens.dim() != 3 or tuple(condition_mask.shape) != tuple(prompt_tokens.shape[:2]):
+        raise GuidanceError(
+            f"prompt_tokens must be [B, S, K] and condition_mask [B, S]; got {tuple(prompt_tokens.shape)} "
+            f"and {tuple(condition_mask.shape)}"
+        )
+    return prompt_tokens.masked_fill(condition_mask.bool()[:, :, None], pad_id)
+
+
+def left_pad(embeds: torch.Tensor, mask: Optional[torch.Tensor], length: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``embeds [B, S, D]`` -> ``[B, length, D]`` with zeros on the left; mask ``[B, length]`` bool."""
+    B, S, D = embeds.shape
+    if mask is None:
+        mask = torch.ones(B, S, dtype=torch.bool, device=embeds.device)
+    if S == length:
+        return embeds, mask.bool()
+    out = embeds.new_zeros(B, length, D)
+    out[:, length - S:] = embeds
+    out_mask = torch.zeros(B, length, dtype=torch.bool, device=embeds.device)
+    out_mask[:, length - S:] = mask.bool()
+    return out, out_mask
+
+
+def cfg_prompt_batch(
+    cond: torch.Tensor,  # [R, S_c, D]
+    uncond: torch.Tensor,  # [R, S_u, D]
+    cond_mask: Optional[torch.Tensor] = None,  # [R, S_c]
+    uncond_mask: Optional[torch.Tensor] = None,  # [R, S_u]
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Stack cond over uncond rows -> ``(embeds [2R, S, D], mask [2R, S] or None)``, left-padded."""
+    if cond.shape[0] != uncond.shape[0] or cond.shape[2] != uncond.shape[2]:
+        raise GuidanceError(
+            f"conditional prompt {tuple(cond.shape)} and unconditional prompt {tuple(uncond.shape)} "
+            "must have the same batch and width"
+        )
+    if cond_mask is None and uncond_mask is None and cond.shape[1] == uncond.shape[1]:
+        return torch.cat([cond, uncond], dim=0), None
+    length = max(cond.shape[1], uncond.shape[1])
+    c, cm = left_pad(cond, cond_mask, length)
+    u, um = left_pad(uncond, uncond_mask, length)
+    return torch.cat([c, u], dim=0), torch.cat([cm, um], dim=0)
