@@ -1,0 +1,149 @@
+"""Generation with a trained UALM model on top of :func:`ualm_tk.inference.generate`.
+
+* :func:`load_model_dir`: an experiment directory of :mod:`ualm_tk.tasks.ualm` (``config.yaml``,
+  a ``*.pth`` and ``token_list/``) -> model (eval), layout, text tokenizer.
+* :func:`generate_from_segments`: render the prompt (``render_example(..., prompt_only=True)``),
+  write user audio features, then decode incrementally. The last (assistant) segment's modality
+  decides the output: ``audio`` -> codec codes (all K streams, delay pattern, top-k/temperature,
+  CFG with the unconditional prompt of :func:`make_unconditional`), reverted to ``codes [K,T]``;
+  ``text`` -> greedy text in stream 0 (streams >= 1 pad).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import yaml
+
+from ualm_tk.data.lm_dataset import load_wav
+from ualm_tk.data.task_templates import Segment, TaskDataError, make_unconditional, render_example
+from ualm_tk.inference import DecodeConfig, SamplingConfig, generate, stream_vocab_mask
+from ualm_tk.models.ualm import UALMModel
+from ualm_tk.tokens import specials as sp
+from ualm_tk.tokens.layout import TokenLayout
+from ualm_tk.tokens.text_tokenizer import AbsTextTokenizer, load_text_tokenizer
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILES = ("valid.loss.best.pth", "valid.acc.best.pth", "valid.loss.ave.pth", "latest.pth")
+
+
+@dataclass
+class Generation:
+    """One output row: ``codes [K,T]`` local codes (audio) or ``text_ids`` (text-block-local ids)."""
+
+    codes: Optional[torch.Tensor]
+    text_ids: Optional[List[int]]
+    finished: bool
+
+
+def load_model_dir(model_dir: Union[str, Path], device: str = "cpu") -> Tuple[UALMModel, TokenLayout, AbsTextTokenizer]:
+    """Restore a trained model from its experiment directory (see module doc)."""
+    from ualm_tk.tasks.ualm import TOKEN_DIR_NAME, UALMTask
+
+    d = Path(model_dir)
+    cfg_path, token_dir = d / "config.yaml", d / TOKEN_DIR_NAME
+    for p in (cfg_path, token_dir):
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: missing; {d} is not a UALM model directory (ualm_tk.tasks.ualm output)")
+    with open(cfg_path, encoding="utf-8") as f:
+        args = argparse.Namespace(**yaml.safe_load(f))
+    args.token_dir, args.output_dir = str(token_dir), None
+    model = UALMTask.build_model(args)
+    path = next((d / n for n in MODEL_FILES if (d / n).is_file()), None)
+    if path is not None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    elif (d / "checkpoint.pth").is_file():
+        path = d / "checkpoint.pth"
+        state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    else:
+        raise FileNotFoundError(f"{d}: no model weights ({', '.join(MODEL_FILES)} or checkpoint.pth)")
+    model.load_state_dict(state)
+    logger.info("loaded %s", path)
+    return model.to(device).eval(), model.layout, load_text_tokenizer(token_dir)
+
+
+def _prompt_embeds(model: UALMModel, tokens: torch.Tensor, feats, sample_rate: int) -> torch.Tensor:
+    """``tokens [1,S,K]`` (+ user audio spans) -> ``embeds [1,S,D]``."""
+    if not feats:
+        return model.embed_tokens(tokens)
+    clips = [torch.from_numpy(load_wav(f.wav, sample_rate, "prompt", f.num_samples)) for f in feats]
+    L = max(len(c) for c in clips)
+    audio = torch.zeros(len(clips), 1, L, device=tokens.device)
+    for i, c in enumerate(clips):
+        audio[i, 0, : len(c)] = c
+    lengths = torch.tensor([len(c) for c in clips], device=tokens.device)
+    return model.input_embeds(tokens, audio, lengths, torch.zeros(len(clips), dtype=torch.long))
+
+
+@torch.no_grad()
+def generate_from_segments(
+    model: UALMModel,
+    segments: Sequence[Segment],
+    guidance_scale: Optional[float] = 3.0,
+    top_k: int = 20,
+    temperature: float = 0.8,
+    max_steps: int = 500,
+    num_samples: int = 1,
+    seed: int = 0,
+) -> List[Generation]:
+    """Decode the assistant turn that ``segments`` (a prompt, see make_prompt_segments) opens."""
+    lay, pattern = model.layout, model.pattern
+    K, V = lay.num_codebooks, lay.vocab_size
+    device = next(model.parameters()).device
+    rendered = render_example(segments, lay, pattern, prompt_only=True, key="prompt")
+    out_modality = segments[-1].modality
+    sr = model.audio_encoder.sample_rate if model.audio_encoder is not None else 16000
+    tokens = torch.from_numpy(rendered.tokens)[None].to(device)  # [1,S,K]
+    embeds = _prompt_embeds(model, tokens, rendered.audio_feats, sr)
+    uncond = None
+    if out_modality == "audio":
+        allowed = stream_vocab_mask(
+            V, [lay.stream_vocab_range(k) for k in range(K)], [[sp.EOS]] + [[]] * (K - 1), device=device
+        )
+        delays = pattern.offsets(K)
+        sampling = SamplingConfig(greedy=False, top_k=top_k, temperature=temperature)
+        if guidance_scale is not None:
+            if not rendered.has_condition:
+                raise TaskDataError("CFG needs a prompt with a condition segment (caption_to_audio)")
+            u = make_unconditional(rendered)
+            uncond = _prompt_embeds(model, torch.from_numpy(u.tokens)[None].to(device), u.audio_feats, sr)
+    elif out_modality == "text":
+        allowed = stream_vocab_mask(
+            V, [lay.text_vocab_range()] + [(0, 0)] * (K - 1), [[sp.EOS, sp.EOT]] + [[sp.PAD]] * (K - 1), device=device
+        )
+        delays = [0] * K
+        sampling = SamplingConfig(greedy=True)
+        guidance_scale = None
+    else:
+        raise TaskDataError(f"cannot generate modality {out_modality!r} (audio or text)")
+    config = DecodeConfig(
+        allowed=allowed, pad_id=sp.PAD, stop_ids=[sp.EOS] if out_modality == "audio" else [sp.EOS, sp.EOT],
+        delays=delays, max_steps=max_steps, sampling=sampling, guidance_scale=guidance_scale,
+        num_samples=num_samples,
+    )
+    gen = torch.Generator(device=device).manual_seed(seed)
+    out = generate(model.decoder, embeds, model.embed_fn, model.logits_fn, config,
+                   uncond_prompt_embeds=uncond, generator=gen)
+    results = []
+    max_delay = max(delays)
+    for r in range(out.tokens.shape[0]):
+        e = int(out.end_steps[r])
+        fin = bool(out.finished[r])
+        if out_modality == "text":
+            results.append(Generation(None, lay.global_to_text(out.tokens[r, :e, 0].tolist()), fin))
+            continue
+        if e == 0:
+            results.append(Generation(torch.zeros(K, 0, dtype=torch.long), None, fin))
+            continue
+        seq = out.tokens[r, : e + max_delay].clone()  # [e+D,K]
+        if max_delay > 0:
+            seq[e, 0] = sp.PAD  # the <eos> slot is a pattern pad of stream 0
+        glob = pattern.revert(seq[None])[0]  # [K,T=e] global ids
+        results.append(Generation(lay.global_to_audio(glob, dim=0).cpu(), None, fin))
+    return results
