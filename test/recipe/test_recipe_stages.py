@@ -113,3 +113,71 @@ def test_stage_2_as_slurm_array_jobs(recipe, slurm_cluster):
         assert "# Slurm job" in text and "# Ended (code 0)" in text, text[-2000:]
     assert list((dump / "log" / "q").glob("*.sh")), "no sbatch script kept under log/q"
     assert read_kaldi_file(dump / "wav.scp") == before
+
+
+TINY_CODEC = "--max_epoch 1 --num_iters_per_epoch 4 --batch_size 4 --valid_batch_size 4"
+STAGE34 = ("--stage", "3", "--stop_stage", "4", "--codec_train_opts", TINY_CODEC,
+           "--vae_config", "conf/vae/tiny.yaml", "--bpe_vocab_size", "500")
+
+
+@pytest.fixture(scope="module")
+def recipe_stage4(recipe):
+    """Stages 3-4 on the tiny corpus: a codec trained for a few steps, codes, token list, data.json."""
+    rec, env, _ = recipe
+    r = run(rec, env, *STAGE34)
+    return rec, env, r
+
+
+def test_stage_3_trains_and_exports_a_codec(recipe_stage4):
+    rec, env, r = recipe_stage4
+    exp = rec / "exp" / "codec_mini_rvq"
+    assert "Stage 3: codec and enhancement-VAE training: dump/audio/train -> exp/codec_mini_rvq" in r.stdout
+    assert (exp / "codec" / "component.yaml").is_file() and (exp / "codec" / "model.pth").is_file()
+    assert list((exp / "images").glob("*.png")), "no loss curves / spectrograms written"
+    assert (exp / "log" / "train.log").read_text().rstrip().splitlines()[-1].startswith("# Ended (code 0)")
+    assert (exp / "eval_test" / "RESULTS.md").is_file()
+
+
+def test_stage_3_trains_the_vae_on_codec_resynthesis_pairs(recipe_stage4):
+    rec, env, r = recipe_stage4
+    exp = rec / "exp" / "vae_tiny"
+    assert "Stage 3: VAE pairs: dump/audio/train/master.scp -> dump/vae/train" in r.stdout
+    pairs = read_kaldi_file(rec / "dump" / "vae" / "train" / "wav.scp")
+    assert set(pairs) == set(read_kaldi_file(rec / "dump" / "audio" / "train" / "master.scp"))
+    key = sorted(pairs)[0]
+    assert sf.info(str(rec / pairs[key]) if not pairs[key].startswith("/") else pairs[key]).samplerate == 16000
+    assert (exp / "vae" / "component.yaml").is_file()
+    assert (exp / "eval_test" / "RESULTS.md").is_file()
+    assert list((exp / "eval_test").rglob("*.png")), "no spectrograms of the VAE evaluation"
+
+
+def test_stage_4_codes_token_list_and_task_data(recipe_stage4):
+    import json
+
+    import kaldiio
+
+    rec, env, r = recipe_stage4
+    info = json.loads((rec / "dump" / "codes" / "train" / "codes_info.json").read_text())
+    K = info["num_codebooks"]
+    for s in ("train", "valid", "test"):
+        kept = read_kaldi_file(rec / "dump" / "audio" / s / "wav.scp")
+        codes = read_kaldi_file(rec / "dump" / "codes" / s / "codes.scp")
+        frames = read_kaldi_file(rec / "dump" / "codes" / s / "utt2num_frames")
+        nsamp = read_kaldi_file(rec / "dump" / "audio" / s / "utt2num_samples")
+        assert set(codes) == set(kept) == set(frames)
+        key = sorted(codes)[0]
+        arr = kaldiio.load_mat(str(rec / codes[key]) if not codes[key].startswith("/") else codes[key])
+        assert arr.shape == (int(frames[key]), K)
+        assert abs(arr.shape[0] - int(nsamp[key]) / info["hop_length"]) <= 1
+        assert arr.min() >= 0 and arr.max() < info["codebook_size"]
+        for task in ("caption_to_audio", "audio_to_caption", "audio_qa", "text_only"):
+            doc = json.loads((rec / "dump" / task / s / "data.json").read_text())
+            assert doc["task"] == task and doc["num_examples"] > 0
+    bias = json.loads((rec / "data" / "token_list" / "token_bias.json").read_text())
+    assert bias["special"] == 0 and bias["text"] == 256 and f"audio_{K - 1}" in bias
+    # a re-run is a no-op
+    r2 = run(rec, env, *STAGE34)
+    assert "codec: exp/codec_mini_rvq already done" in r2.stdout
+    assert "VAE: exp/vae_tiny already done" in r2.stdout
+    assert "codes: dump/codes/train already done" in r2.stdout
+    assert "Stage 4: token list: data/token_list already done" in r2.stdout

@@ -21,8 +21,9 @@ log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]}) 
 die() { echo "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$0")) ERROR: $*" >&2; exit 1; }
 
 # Stages this version of the toolkit implements, in order.
-stage_names=([1]="data preparation" [2]="audio formatting and validation")
-last_implemented_stage=2
+stage_names=([1]="data preparation" [2]="audio formatting and validation"
+  [3]="codec and enhancement-VAE training" [4]="tokenisation")
+last_implemented_stage=4
 
 # <options>
 # first stage to run
@@ -61,6 +62,28 @@ max_dur=30.0
 silence_db=-60.0
 # stage 2: fail the stage when more than this share of a set is rejected
 max_reject_share=0.2
+# stage 3: training config of the codec (skipped when --codec_dir is given)
+codec_config=conf/codec/mini_rvq.yaml
+# stage 3: name of the codec experiment, exp/codec_<tag> (default: the config's file name)
+codec_tag=
+# stage 3/4: an already trained codec directory (e.g. a saved X-Codec); skips codec training
+codec_dir=
+# stage 3: extra options for python -m ualm_tk.bin.codec_train
+codec_train_opts=
+# stage 3: training config of the enhancement VAE; empty: no VAE (skipped when --vae_dir is given)
+vae_config=conf/vae/mini.yaml
+# stage 3: name of the VAE experiment, exp/vae_<tag> (default: the config's file name)
+vae_tag=
+# stage 3: an already trained VAE directory; skips VAE training
+vae_dir=
+# stage 3: extra options for python -m ualm_tk.bin.vae_train
+vae_train_opts=
+# stage 4: sentencepiece BPE vocabulary size of the text block
+bpe_vocab_size=1000
+# stage 4: task templates to build data.json for
+tasks="caption_to_audio audio_to_caption audio_qa text_only"
+# stage 4: extra options for python -m ualm_tk.bin.make_task_data
+task_data_opts=
 # </options>
 
 cmdline="$0 $*"
@@ -90,6 +113,29 @@ if [ "${stage}" -le 1 ] && [ ! -x local/data.sh ]; then
   die "local/data.sh is missing or not executable in $(pwd): every recipe provides its own (see egs2/TEMPLATE/ualm1/setup.sh)"
 fi
 all_sets="${train_set} ${valid_set} ${test_sets}"
+if [ -n "${codec_dir}" ]; then
+  [ -f "${codec_dir}/component.yaml" ] || die "--codec_dir ${codec_dir}: no component.yaml there (not a saved codec)"
+else
+  if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
+    [ -f "${codec_config}" ] || die "--codec_config ${codec_config}: no such file"
+  fi
+  [ -n "${codec_tag}" ] || codec_tag=$(basename "${codec_config}" .yaml)
+  codec_dir="${expdir}/codec_${codec_tag}/codec"
+fi
+if [ -n "${vae_dir}" ]; then
+  [ -f "${vae_dir}/component.yaml" ] || die "--vae_dir ${vae_dir}: no component.yaml there (not a saved VAE)"
+elif [ -n "${vae_config}" ]; then
+  if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
+    [ -f "${vae_config}" ] || die "--vae_config ${vae_config}: no such file"
+  fi
+  [ -n "${vae_tag}" ] || vae_tag=$(basename "${vae_config}" .yaml)
+fi
+first_test_set=${test_sets%% *}
+for t in ${tasks}; do
+  case "${t}" in caption_to_audio|audio_to_caption|audio_qa|text_only) ;;
+    *) die "--tasks: unknown task '${t}' (known: caption_to_audio audio_to_caption audio_qa text_only)" ;;
+  esac
+done
 
 # ---- helpers ----
 # stage_is_done <done-file> <signature>: 0 when outputs exist for the same options
@@ -192,6 +238,151 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     echo "${sig}" > "${dst}/.done"
   done
   log "Stage 2: done"
+fi
+
+# ---- stage 3: codec (and enhancement VAE) training ----
+if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
+  if [ "${codec_dir}" != "${expdir}/codec_${codec_tag}/codec" ]; then
+    log "Stage 3: ${stage_names[3]}: using the trained codec in ${codec_dir}; codec training skipped"
+  else
+    codec_exp="${expdir}/codec_${codec_tag}"
+    sig="config=$(cksum < "${codec_config}" | cut -d' ' -f1) train=${train_set} valid=${valid_set} opts=${codec_train_opts}"
+    if stage_is_done "${codec_exp}/.done" "${sig}"; then
+      log "Stage 3: codec: ${codec_exp} already done; --force true redoes it"
+    else
+      log "Stage 3: ${stage_names[3]}: ${dumpdir}/audio/${train_set} -> ${codec_exp} (config ${codec_config})"
+      # shellcheck disable=SC2086
+      run_jobs "${train_cmd}" "${codec_exp}/log" "${codec_exp}/log/train.log" \
+        python -m ualm_tk.bin.codec_train --config "${codec_config}" \
+          --train_dir "${dumpdir}/audio/${train_set}" --valid_dir "${dumpdir}/audio/${valid_set}" \
+          --exp_dir "${codec_exp}" --resume true ${codec_train_opts}
+      log "Stage 3: codec: evaluating on ${dumpdir}/audio/${first_test_set} -> ${codec_exp}/eval_${first_test_set}"
+      run_jobs "${train_cmd}" "${codec_exp}/log" "${codec_exp}/log/eval_${first_test_set}.log" \
+        python -m ualm_tk.bin.codec_evaluate --codec_dir "${codec_dir}" \
+          --wav_scp "${dumpdir}/audio/${first_test_set}/wav.scp" --out_dir "${codec_exp}/eval_${first_test_set}"
+      echo "${sig}" > "${codec_exp}/.done"
+      log "Stage 3: codec: done; loss curves in ${codec_exp}/images, quality table in ${codec_exp}/eval_${first_test_set}/RESULTS.md"
+    fi
+  fi
+
+  if [ -n "${vae_dir}" ]; then
+    log "Stage 3: VAE: using the trained VAE in ${vae_dir}; VAE training skipped"
+  elif [ -z "${vae_config}" ]; then
+    log "Stage 3: VAE: --vae_config is empty; no enhancement VAE"
+  else
+    vae_exp="${expdir}/vae_${vae_tag}"
+    codec_sig=$(cat "${codec_dir}"/component.yaml "${codec_dir}"/model.pth 2>/dev/null | cksum | cut -d' ' -f1)
+    sig="config=$(cksum < "${vae_config}" | cut -d' ' -f1) codec=${codec_dir} codec_sum=${codec_sig} train=${train_set} valid=${valid_set} opts=${vae_train_opts}"
+    if stage_is_done "${vae_exp}/.done" "${sig}"; then
+      log "Stage 3: VAE: ${vae_exp} already done; --force true redoes it"
+    else
+      # training pairs: input = the codec's resynthesis of each master, target = the master itself
+      for s in ${train_set} ${valid_set} ${first_test_set}; do
+        src="${dumpdir}/audio/${s}"
+        dst="${dumpdir}/vae/${s}"
+        log "Stage 3: VAE pairs: ${src}/master.scp -> ${dst} (codec resynthesis, ${nj} jobs)"
+        n_utt=$(wc -l < "${src}/master.scp")
+        _nj=$(( nj < n_utt ? nj : n_utt ))
+        mkdir -p "${dst}/split${_nj}"
+        python -m ualm_tk.bin.split_scp "${src}/master.scp" "${dst}/split${_nj}" "${_nj}"
+        run_jobs "${data_cmd}" "${dst}/log" JOB=1:"${_nj}" "${dst}/log/resynth.JOB.log" \
+          python -m ualm_tk.bin.codec_resynth --codec_dir "${codec_dir}" --resample true \
+            --wav_scp "${dst}/split${_nj}/master.JOB.scp" --out_dir "${dst}/split${_nj}/JOB"
+        for j in $(seq 1 "${_nj}"); do cat "${dst}/split${_nj}/${j}/wav.scp"; done | sort > "${dst}/wav.scp"
+        [ "$(wc -l < "${dst}/wav.scp")" -eq "${n_utt}" ] || die "Stage 3: ${dst}/wav.scp is incomplete"
+      done
+      log "Stage 3: ${stage_names[3]}: ${dumpdir}/vae/${train_set} + masters -> ${vae_exp} (config ${vae_config})"
+      # shellcheck disable=SC2086
+      run_jobs "${train_cmd}" "${vae_exp}/log" "${vae_exp}/log/train.log" \
+        python -m ualm_tk.bin.vae_train --config "${vae_config}" --output_dir "${vae_exp}" --resume true \
+          --train_data_path_and_name_and_type "${dumpdir}/vae/${train_set}/wav.scp,wav_lo,sound" \
+          --train_data_path_and_name_and_type "${dumpdir}/audio/${train_set}/master.scp,wav_hi,sound" \
+          --valid_data_path_and_name_and_type "${dumpdir}/vae/${valid_set}/wav.scp,wav_lo,sound" \
+          --valid_data_path_and_name_and_type "${dumpdir}/audio/${valid_set}/master.scp,wav_hi,sound" \
+          --train_shape_file "${dumpdir}/vae/${train_set}/wav.scp" \
+          --valid_shape_file "${dumpdir}/vae/${valid_set}/wav.scp" ${vae_train_opts}
+      python -m ualm_tk.bin.vae_export --exp_dir "${vae_exp}" --out_dir "${vae_exp}/vae"
+      log "Stage 3: VAE: evaluating on ${first_test_set} -> ${vae_exp}/eval_${first_test_set}"
+      run_jobs "${train_cmd}" "${vae_exp}/log" "${vae_exp}/log/eval_${first_test_set}.log" \
+        python -m ualm_tk.bin.vae_evaluate --vae_dir "${vae_exp}/vae" \
+          --wav_lo_scp "${dumpdir}/vae/${first_test_set}/wav.scp" \
+          --ref_scp "${dumpdir}/audio/${first_test_set}/master.scp" \
+          --out_dir "${vae_exp}/eval_${first_test_set}" --num_plots 4
+      echo "${sig}" > "${vae_exp}/.done"
+      log "Stage 3: VAE: done; loss curves in ${vae_exp}/images, quality table in ${vae_exp}/eval_${first_test_set}/RESULTS.md"
+    fi
+  fi
+fi
+
+# ---- stage 4: tokenisation ----
+if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
+  [ -f "${codec_dir}/component.yaml" ] || die "Stage 4: no trained codec in ${codec_dir}; run stage 3 first or pass --codec_dir"
+  codec_sig=$(cat "${codec_dir}"/component.yaml "${codec_dir}"/model.pth 2>/dev/null | cksum | cut -d' ' -f1)
+  # 4a: codec codes, one JOB array per set
+  for s in ${all_sets}; do
+    src="${dumpdir}/audio/${s}"
+    dst="${dumpdir}/codes/${s}"
+    [ -f "${src}/wav.scp" ] || die "Stage 4: ${src}/wav.scp is missing; run stage 2 first"
+    sig="codec=${codec_dir} codec_sum=${codec_sig} src=$(cksum < "${src}/wav.scp" | cut -d' ' -f1)"
+    if stage_is_done "${dst}/.done" "${sig}"; then
+      log "Stage 4: codes: ${dst} already done; --force true redoes it"
+      continue
+    fi
+    log "Stage 4: ${stage_names[4]}: ${src} -> ${dst} (codec ${codec_dir}, ${nj} jobs)"
+    n_utt=$(wc -l < "${src}/wav.scp")
+    _nj=$(( nj < n_utt ? nj : n_utt ))
+    split_dir="${dst}/split${_nj}"
+    mkdir -p "${split_dir}"
+    python -m ualm_tk.bin.split_scp "${src}/wav.scp" "${split_dir}" "${_nj}"
+    run_jobs "${data_cmd}" "${dst}/log" JOB=1:"${_nj}" "${dst}/log/tokenize.JOB.log" \
+      python -m ualm_tk.bin.codec_tokenize --codec_dir "${codec_dir}" \
+        --wav_scp "${split_dir}/wav.JOB.scp" --out_dir "${split_dir}/JOB"
+    for f in codes.scp utt2num_frames; do
+      for j in $(seq 1 "${_nj}"); do cat "${split_dir}/${j}/${f}"; done | sort > "${dst}/${f}"
+      [ "$(wc -l < "${dst}/${f}")" -eq "${n_utt}" ] \
+        || die "Stage 4: ${dst}/${f} has $(wc -l < "${dst}/${f}") lines, ${src}/wav.scp ${n_utt}: a shard is incomplete"
+    done
+    cp "${split_dir}/1/codes_info.json" "${dst}/codes_info.json"
+    echo "${sig}" > "${dst}/.done"
+  done
+
+  # 4b: text tokeniser and token layout (specials | text | K audio streams), written once
+  token_dir="${datadir}/token_list"
+  sig="bpe=${bpe_vocab_size} codec_info=$(cksum < "${dumpdir}/codes/${train_set}/codes_info.json" | cut -d' ' -f1) train=$(cat "${datadir}/${train_set}/text" | cksum | cut -d' ' -f1)"
+  if stage_is_done "${token_dir}/.done" "${sig}"; then
+    log "Stage 4: token list: ${token_dir} already done; --force true redoes it"
+  else
+    log "Stage 4: ${stage_names[4]}: ${datadir}/${train_set} text -> ${token_dir} (BPE ${bpe_vocab_size})"
+    bpe_inputs=()
+    for f in text qa/question qa/answer text_only/question text_only/answer; do
+      [ -f "${datadir}/${train_set}/${f}" ] && bpe_inputs+=("${datadir}/${train_set}/${f}")
+    done
+    python -m ualm_tk.bin.train_bpe --input "${bpe_inputs[@]}" --vocab_size "${bpe_vocab_size}" \
+      --out_dir "${token_dir}/bpe"
+    read -r n_codebooks codebook_size < <(python -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["num_codebooks"], d["codebook_size"])' "${dumpdir}/codes/${train_set}/codes_info.json")
+    python -m ualm_tk.bin.make_token_list --bpe_model "${token_dir}/bpe/bpe.model" \
+      --num_codebooks "${n_codebooks}" --codebook_size "${codebook_size}" --out_dir "${token_dir}" --overwrite true
+    echo "${sig}" > "${token_dir}/.done"
+  fi
+
+  # 4c: one data.json per task and set
+  for s in ${all_sets}; do
+    for t in ${tasks}; do
+      out="${dumpdir}/${t}/${s}/data.json"
+      sig="token_list=$(cksum < "${token_dir}/token_list" | cut -d' ' -f1) codes=$(cksum < "${dumpdir}/codes/${s}/codes.scp" | cut -d' ' -f1) opts=${task_data_opts}"
+      if stage_is_done "${out}.done" "${sig}"; then
+        continue
+      fi
+      log "Stage 4: ${stage_names[4]}: ${dumpdir}/audio/${s} -> ${out}"
+      codes_opt=()
+      [ "${t}" = caption_to_audio ] && codes_opt=(--codes_scp "${dumpdir}/codes/${s}/codes.scp")
+      # shellcheck disable=SC2086
+      python -m ualm_tk.bin.make_task_data --task "${t}" --data_dir "${dumpdir}/audio/${s}" \
+        "${codes_opt[@]}" --fs "${fs}" --token_dir "${token_dir}" --out "${out}" ${task_data_opts}
+      echo "${sig}" > "${out}.done"
+    done
+  done
+  log "Stage 4: done"
 fi
 
 log "finished stages ${stage}..${stop_stage}"

@@ -13,4 +13,6 @@ set -euo pipefail
     --audio_channels mono \
     --min_dur 0.5 \
     --max_dur 12.0 \
+    --codec_config conf/codec/mini_rvq.yaml \
+    --bpe_vocab_size 1000 \
     "$@"
