@@ -5,9 +5,9 @@
 cmd_backend=${UALM_CMD_BACKEND:-local}
 
 if [ "${cmd_backend}" = local ]; then
-  export data_cmd="utils/run_local.py --max_jobs_run $(nproc)"
+  export data_cmd="utils/run_local.py"  # at most one task per CPU
   export train_cmd="utils/run_local.py"
-  export decode_cmd="utils/run_local.py --max_jobs_run $(nproc)"
+  export decode_cmd="utils/run_local.py"  # at most one task per CPU
 elif [ "${cmd_backend}" = slurm ]; then
   export data_cmd="utils/run_slurm.py --config conf/slurm.conf"
   export train_cmd="utils/run_slurm.py --config conf/slurm.conf"
