@@ -64,6 +64,11 @@ class AbsCodec(torch.nn.Module, ABC):
         """Frames ``encode`` returns for ``num_samples`` samples."""
         return -(-int(num_samples) // self.hop_length)
 
+    def pad_to_hop(self, wav: torch.Tensor) -> torch.Tensor:
+        """Right-pad ``wav [B, 1, L]`` with zeros to a multiple of the hop."""
+        rest = (-wav.shape[-1]) % self.hop_length
+        return torch.nn.functional.pad(wav, (0, rest)) if rest else wav
+
     # ---------------------------------------------------------------- public API
     @torch.no_grad()
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
@@ -131,3 +136,31 @@ class AbsCodec(torch.nn.Module, ABC):
             hop_length=int(self.hop_length),
             bitrate_bps=float(self.bitrate),
         )
+
+
+class StoredGeometry:
+    """Mixin for codecs whose constructor sets ``_sample_rate``, ``_hop``, ``_num_codebooks`` and
+    ``_codebook_size``: gives the corresponding :class:`AbsCodec` properties.
+
+    Use as ``class MyCodec(StoredGeometry, AbsCodec)``.
+    """
+
+    @property
+    def sample_rate(self) -> int:
+        return self._sample_rate
+
+    @property
+    def frame_rate(self) -> float:
+        return self._sample_rate / self._hop
+
+    @property
+    def num_codebooks(self) -> int:
+        return self._num_codebooks
+
+    @property
+    def codebook_size(self) -> int:
+        return self._codebook_size
+
+    @property
+    def hop_length(self) -> int:
+        return self._hop

@@ -20,7 +20,7 @@ from typing import Any, Dict, Optional
 import torch
 from typeguard import typechecked
 
-from ualm_tk.codec.abs_codec import AbsCodec
+from ualm_tk.codec.abs_codec import AbsCodec, StoredGeometry
 
 
 def espnet_models() -> Dict[str, type]:
@@ -56,7 +56,7 @@ def merged_conf(model_class: type, model_conf: Dict[str, Any]) -> Dict[str, Any]
     return out
 
 
-class ESPnetGANCodec(AbsCodec):
+class ESPnetGANCodec(StoredGeometry, AbsCodec):
     @typechecked
     def __init__(self, model: str = "dac", model_conf: Optional[Dict[str, Any]] = None):
         super().__init__()
@@ -78,30 +78,8 @@ class ESPnetGANCodec(AbsCodec):
         self.model.train(was_training)
         self._num_codebooks = int(k)
 
-    @property
-    def sample_rate(self) -> int:
-        return self._sample_rate
-
-    @property
-    def frame_rate(self) -> float:
-        return self._sample_rate / self._hop
-
-    @property
-    def num_codebooks(self) -> int:
-        return self._num_codebooks
-
-    @property
-    def codebook_size(self) -> int:
-        return self._codebook_size
-
-    @property
-    def hop_length(self) -> int:
-        return self._hop
-
     def _encode(self, wav: torch.Tensor) -> torch.Tensor:
-        rest = (-wav.shape[-1]) % self._hop
-        if rest:
-            wav = torch.nn.functional.pad(wav, (0, rest))
+        wav = self.pad_to_hop(wav)
         codes = self.model.encode(wav)  # [K, B, T]
         return codes.permute(1, 0, 2)
 

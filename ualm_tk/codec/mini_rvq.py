@@ -142,19 +142,14 @@ class MiniRVQCodec(AbsCodec):
         return self._hop
 
     # internals
-    def _pad(self, wav: torch.Tensor) -> torch.Tensor:
-        """Right-pad ``wav [B, 1, L]`` with zeros to a multiple of the hop."""
-        rest = (-wav.shape[-1]) % self._hop
-        return F.pad(wav, (0, rest)) if rest else wav
-
     def forward_train(self, wav: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``wav [B, 1, L]`` -> (``wav_hat [B, 1, L_pad]``, ``codes [B, n_q, T]``, commitment loss)."""
-        z = self.encoder(self._pad(wav))  # [B, D, T]
+        z = self.encoder(self.pad_to_hop(wav))  # [B, D, T]
         z_q, codes, commit = self.quantizer(z)
         return self.decoder(z_q), codes, commit
 
     def _encode(self, wav: torch.Tensor) -> torch.Tensor:
-        z = self.encoder(self._pad(wav))  # [B, D, T]
+        z = self.encoder(self.pad_to_hop(wav))  # [B, D, T]
         return self.quantizer.encode(z)  # [B, K, T]
 
     def _decode(self, codes: torch.Tensor) -> torch.Tensor:

@@ -19,9 +19,9 @@ from typing import Optional
 import torch
 from typeguard import typechecked
 
-from ualm_tk.codec.abs_codec import AbsCodec
+from ualm_tk.codec.abs_codec import AbsCodec, StoredGeometry
 
-class XCodec(AbsCodec):
+class XCodec(StoredGeometry, AbsCodec):
     saves_weights = False
 
     @typechecked
@@ -44,30 +44,8 @@ class XCodec(AbsCodec):
         self._codebook_size = int(cfg.codebook_size)
         self._num_codebooks = self.model.quantizer.get_num_quantizers_for_bandwidth(bw)
 
-    @property
-    def sample_rate(self) -> int:
-        return self._sample_rate
-
-    @property
-    def frame_rate(self) -> float:
-        return self._sample_rate / self._hop
-
-    @property
-    def num_codebooks(self) -> int:
-        return self._num_codebooks
-
-    @property
-    def codebook_size(self) -> int:
-        return self._codebook_size
-
-    @property
-    def hop_length(self) -> int:
-        return self._hop
-
     def _encode(self, wav: torch.Tensor) -> torch.Tensor:
-        rest = (-wav.shape[-1]) % self._hop
-        if rest:
-            wav = torch.nn.functional.pad(wav, (0, rest))
+        wav = self.pad_to_hop(wav)
         out = self.model.encode(wav, bandwidth=self.bandwidth, return_dict=True)
         return out.audio_codes  # [B, K, T]
 
