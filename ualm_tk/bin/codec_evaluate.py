@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -38,22 +37,13 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
-    import torch
-
-    from ualm_tk.codec import codec_name, load_codec
+    from ualm_tk.codec import codec_name
+    from ualm_tk.codec.cli import run_with_codec
     from ualm_tk.codec.evaluation import evaluate_codec
-    from ualm_tk.codec.scp_ops import CodecDataError
-    from ualm_tk.utils.component_dir import ComponentDirError
 
-    torch.set_num_threads(args.num_threads)
-    torch.set_flush_denormal(True)  # trained weights hold denormals: ~1.5x slower without
-    try:
-        codec = load_codec(args.codec_dir)
-        res = evaluate_codec(codec, Path(args.wav_scp), Path(args.out_dir), args.resample,
-                             args.partial_codebooks, args.naive_bits, args.num_plots, args.max_utts,
-                             codec_label=codec_name(codec))
-    except (CodecDataError, ComponentDirError, FileNotFoundError, ValueError) as e:
-        sys.exit(f"codec_evaluate: {e}")
+    res = run_with_codec("codec_evaluate", args.codec_dir, args.num_threads, lambda codec: evaluate_codec(
+        codec, Path(args.wav_scp), Path(args.out_dir), args.resample, args.partial_codebooks,
+        args.naive_bits, args.num_plots, args.max_utts, codec_label=codec_name(codec)))
     print((Path(args.out_dir) / "RESULTS.md").read_text())
     logging.info("evaluated %d clips", res["num_utterances"])
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -36,19 +35,12 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
-    import torch
+    from ualm_tk.codec.cli import run_with_codec
+    from ualm_tk.codec.scp_ops import resynth_scp
 
-    from ualm_tk.codec import load_codec
-    from ualm_tk.codec.scp_ops import CodecDataError, resynth_scp
-    from ualm_tk.utils.component_dir import ComponentDirError
-
-    torch.set_num_threads(args.num_threads)
-    torch.set_flush_denormal(True)  # trained weights hold denormals: ~1.5x slower without
-    try:
-        codec = load_codec(args.codec_dir, device=args.device)
-        n = resynth_scp(codec, Path(args.wav_scp), Path(args.out_dir), args.resample, args.num_codebooks, args.device)
-    except (CodecDataError, ComponentDirError, FileNotFoundError, ValueError) as e:
-        sys.exit(f"codec_resynth: {e}")
+    n = run_with_codec("codec_resynth", args.codec_dir, args.num_threads, lambda codec: resynth_scp(
+        codec, Path(args.wav_scp), Path(args.out_dir), args.resample, args.num_codebooks, args.device),
+        device=args.device)
     logging.info("resynthesised %d utterances into %s", n, args.out_dir)
 
 

@@ -39,21 +39,14 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
-    import torch
-
-    from ualm_tk.codec import load_codec
-    from ualm_tk.codec.scp_ops import CodecDataError, tokenize_scp
-    from ualm_tk.utils.component_dir import ComponentDirError
+    from ualm_tk.codec.cli import run_with_codec
+    from ualm_tk.codec.scp_ops import tokenize_scp
 
     if args.batch_size < 1:
         sys.exit(f"codec_tokenize: --batch_size must be >= 1, got {args.batch_size}")
-    torch.set_num_threads(args.num_threads)
-    torch.set_flush_denormal(True)  # trained weights hold denormals: ~1.5x slower without
-    try:
-        codec = load_codec(args.codec_dir, device=args.device)
-        tokenize_scp(codec, Path(args.wav_scp), Path(args.out_dir), args.resample, args.batch_size, args.device)
-    except (CodecDataError, ComponentDirError, FileNotFoundError, ValueError) as e:
-        sys.exit(f"codec_tokenize: {e}")
+    run_with_codec("codec_tokenize", args.codec_dir, args.num_threads, lambda codec: tokenize_scp(
+        codec, Path(args.wav_scp), Path(args.out_dir), args.resample, args.batch_size, args.device),
+        device=args.device)
 
 
 if __name__ == "__main__":
