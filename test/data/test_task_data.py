@@ -223,3 +223,43 @@ def test_load_codes_checks(corpus):
     assert load_codes(ref, "TK").shape == (K, corpus["codes"]["utt1"].shape[0])
     with pytest.raises(TaskDataError, match="cannot read codes"):
         load_codes(str(corpus["root"] / "nope.ark:0"))
+
+
+def test_audio_qa_dialog_puts_every_question_of_a_clip_in_one_example(corpus, tmp_path):
+    import shutil
+
+    d = tmp_path / "train"
+    shutil.copytree(corpus["data_dir"], d)
+    qa = {f"utt1-q{i:02d}": ("utt1", f"Question number {w}?", w, "count") for i, w in enumerate(["one", "two", "three"])}
+    qa["utt3-q00"] = ("utt3", "Is there speech?", "yes", "speech")
+    for name, col in (("question", 1), ("answer", 2), ("qa2utt", 0), ("qtype", 3)):
+        write_kaldi_file(d / "qa" / name, {k: v[col] for k, v in qa.items()})
+    c = dict(corpus, data_dir=d)
+    out = tmp_path / "dialog.json"
+    assert make_task_data.main(_args(c, "audio_qa_dialog", out, "--fs", str(SR))) == 0
+    single = tmp_path / "single.json"
+    assert make_task_data.main(_args(c, "audio_qa", single, "--fs", str(SR))) == 0
+    data, one = TaskData.load(out), TaskData.load(single)
+    assert data.keys() == ["utt1", "utt3"]  # one example per clip with questions (utt2 has none)
+    layout, tok, pat = TokenLayout.load(corpus["token_dir"]), load_text_tokenizer(corpus["token_dir"]), build_pattern("delay")
+    ex = data.render("utt1", layout, pat)
+    texts = [tok.decode(layout.global_to_text(ex.tokens[s.content_start:s.content_end, 0])) for s in ex.segments[1:]]
+    turns = list(zip(texts[0::2], texts[1::2]))
+    assert sorted(turns) == sorted((q, a) for _, q, a, _ in [v for k, v in qa.items() if v[0] == "utt1"])
+    assert [s.role for s in ex.segments] == ["user"] + ["user", "assistant"] * 3
+    assert len(ex.audio_feats) == 1  # the clip is encoded once for all three questions
+    # the loss is on the three answers only
+    ans = [s for s in ex.segments if s.role == "assistant"]
+    on = np.flatnonzero(ex.loss_mask[:, 0] > 0)
+    expect = np.concatenate([np.arange(s.content_start, s.content_end + 1) for s in ans])
+    assert set(on) <= set(expect) and len(on) >= sum(s.content_end - s.content_start for s in ans)
+    # the first turn is exactly the audio_qa example of that question (same prompt and answer tokens)
+    first_q = turns[0][0]
+    qkey = next(k for k, v in qa.items() if v[1] == first_q)
+    ref = one.render(qkey, layout, pat)
+    n = ref.tokens.shape[0]
+    assert np.array_equal(ex.tokens[:n - 1], ref.tokens[:n - 1])
+    # the order is fixed per clip (rebuilding gives the same file)
+    again = tmp_path / "again.json"
+    assert make_task_data.main(_args(c, "audio_qa_dialog", again, "--fs", str(SR))) == 0
+    assert json.loads(again.read_text())["examples"] == json.loads(out.read_text())["examples"]

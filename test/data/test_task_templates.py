@@ -176,7 +176,7 @@ def test_task_marker_segment():
 
 
 def test_errors_name_the_key():
-    with pytest.raises(TaskDataError, match="unknown task 'dance'; known tasks: audio_qa, audio_to_caption, "
+    with pytest.raises(TaskDataError, match="unknown task 'dance'; known tasks: audio_qa, audio_qa_dialog, audio_to_caption, "
                                             "caption_to_audio, text_only"):
         make_segments("dance", {"key": "k"}, encode)
     with pytest.raises(TaskDataError, match="key 'k': empty caption"):
@@ -206,6 +206,6 @@ def test_segment_json_round_trip_and_validation():
 
 
 def test_registry_is_extensible():
-    assert set(TASK_TEMPLATES) == {"caption_to_audio", "audio_to_caption", "audio_qa", "text_only"}
+    assert set(TASK_TEMPLATES) == {"caption_to_audio", "audio_to_caption", "audio_qa", "audio_qa_dialog", "text_only"}
     for name, tpl in TASK_TEMPLATES.items():
-        assert tpl.source in ("clips", "qa", "text_only") and callable(tpl.build)
+        assert tpl.source in ("clips", "qa", "qa_dialog", "text_only") and callable(tpl.build)

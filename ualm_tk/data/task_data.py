@@ -297,6 +297,19 @@ def _source_rows(source: str, data_dir: Path) -> List[Dict[str, str]]:
                 "answer": _lookup(a, key, data_dir / "qa" / "answer", key),
                 **({"qtype": qtype[key]} if key in qtype else {}),
             })
+    elif source == "qa_dialog":
+        import random
+
+        by_utt: Dict[str, List[Dict[str, str]]] = {}
+        for r in _source_rows("qa", data_dir):
+            by_utt.setdefault(r["utt"], []).append(r)
+        for utt in sorted(by_utt):
+            qs = by_utt[utt]
+            random.Random(f"qa_dialog:{utt}").shuffle(qs)  # order varies across clips, fixed per clip
+            rows.append({
+                "key": utt, "utt": utt, "turns": [(r["question"], r["answer"]) for r in qs],
+                "qtype": " ".join(r.get("qtype", "?") for r in qs),
+            })
     elif source == "text_only":
         q = _require(data_dir / "text_only" / "question", "questions")
         a = _require(data_dir / "text_only" / "answer", "answers")

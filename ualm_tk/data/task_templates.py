@@ -219,6 +219,24 @@ def audio_qa(ex: Mapping[str, Any], encode: Encode) -> List[Segment]:
     ]
 
 
+def audio_qa_dialog(ex: Mapping[str, Any], encode: Encode) -> List[Segment]:
+    """User audio, then every question about it as a user/assistant turn (training format).
+
+    One clip's questions in one sequence: the clip's features are encoded once for all of its
+    questions (an ``audio_qa`` data set repeats them per question). The first turn is exactly an
+    ``audio_qa`` example; ``turns`` come in the order stored (shuffled per clip when built).
+    """
+    t = "audio_qa_dialog"
+    turns = _need(ex, "turns", t, " (qa/question grouped by qa2utt)")
+    if not turns:
+        raise TaskDataError(f"key '{ex.get('key', '?')}': task {t} needs at least one question")
+    segs = [_user_audio_feats(ex, t, end="<eot>")]
+    for question, answer in turns:
+        segs.append(Segment("user", "text", ids=encode(question, "question")))
+        segs.append(Segment("assistant", "text", ids=encode(answer, "answer")))
+    return segs
+
+
 def text_only(ex: Mapping[str, Any], encode: Encode) -> List[Segment]:
     """User question -> assistant answer, text only."""
     t = "text_only"
@@ -233,7 +251,8 @@ class TaskTemplate:
     """A template function and where its examples come from.
 
     ``source``: ``clips`` (one example per utterance of ``text``), ``qa`` (one per key of
-    ``qa/question``, audio of its ``qa2utt`` utterance) or ``text_only`` (``text_only/question``).
+    ``qa/question``, audio of its ``qa2utt`` utterance), ``qa_dialog`` (one per utterance with
+    questions: all of them as turns, in a per-clip shuffled order) or ``text_only`` (``text_only/question``).
     ``needs``: what the example builder must provide (``codes`` -> ``--codes_scp``,
     ``audio`` -> ``wav.scp`` + ``utt2num_samples``).
     """
@@ -248,6 +267,7 @@ TASK_TEMPLATES: Dict[str, TaskTemplate] = {
     "caption_to_audio": TaskTemplate(caption_to_audio, "clips", ("codes",), ("codes", "num_frames")),
     "audio_to_caption": TaskTemplate(audio_to_caption, "clips", ("audio",), ("text",)),
     "audio_qa": TaskTemplate(audio_qa, "qa", ("audio",), ("answer",)),
+    "audio_qa_dialog": TaskTemplate(audio_qa_dialog, "qa_dialog", ("audio",), ("turns",)),
     "text_only": TaskTemplate(text_only, "text_only", (), ("answer",)),
 }
 

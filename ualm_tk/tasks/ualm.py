@@ -105,7 +105,7 @@ class UALMTask(AbsTask):
                 raise ValueError(f"{path},{task},{kind}: the third field must be 'data_json' (ualm data.json)")
             sources.append(TaskSource(path=path, task=task, factor=factors.get(task, 1.0)))
         unused = set(factors) - {s.task for s in sources}
-        if unused:
+        if unused and train:  # the valid set may hold fewer tasks than the training set
             raise ValueError(f"--task_factors names task(s) {sorted(unused)} with no data given")
         conf = data_conf(args)
         max_len = conf["max_len"]

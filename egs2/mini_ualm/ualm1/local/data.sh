@@ -17,6 +17,8 @@ data_dir=data
 num_clips=2000
 # random seed of every generation choice
 seed=0
+# text-only problems per training clip (valid/test get one per clip); they are cheap, and arithmetic needs many
+text_problems_per_clip=8
 # number of parallel worker processes (the output does not depend on it)
 nj=2
 # </options>
@@ -26,6 +28,7 @@ nj=2
 
 [ $# -eq 0 ] || die "unexpected arguments: $*"
 [ "${num_clips}" -ge 3 ] || die "--num_clips must be at least 3, got ${num_clips}"
+[ "${text_problems_per_clip}" -ge 1 ] || die "--text_problems_per_clip must be at least 1, got ${text_problems_per_clip}"
 [ "${nj}" -ge 1 ] || die "--nj must be at least 1, got ${nj}"
 [ -n "${corpus_dir}" ] || die "--corpus_dir is empty"
 [ -n "${data_dir}" ] || die "--data_dir is empty"
@@ -39,5 +42,6 @@ command -v "${python}" >/dev/null || die "${python} not found (source path.sh or
 log "Generating ${num_clips} clips (seed ${seed}, nj ${nj}): ${corpus_dir}/wav, ${data_dir}"
 "${python}" "$(dirname "$0")/make_corpus.py" --corpus_dir "${corpus_dir}" --data_dir "${data_dir}" \
   --num_clips "${num_clips}" --seed "${seed}" --nj "${nj}" \
+  --text_problems_per_clip "${text_problems_per_clip}" \
   || die "corpus generation failed"
 log "Done: ${data_dir}/corpus_stats.md"

@@ -24,6 +24,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--data_dir", type=Path, required=True, help="where <data_dir>/{train,valid,test}/ go")
     p.add_argument("--num_clips", type=int, default=2000, help="total clips over all splits (>= 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    p.add_argument("--text_problems_per_clip", type=int, default=8,
+                   help="text-only problems per training clip (held-out splits: one per clip)")
     p.add_argument("--nj", type=int, default=2, help="worker processes (output does not depend on it)")
     p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
@@ -34,10 +36,13 @@ def main(cmd=None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     if args.num_clips < 3:
         get_parser().error(f"--num_clips must be >= 3, got {args.num_clips}")
+    if args.text_problems_per_clip < 1:
+        get_parser().error(f"--text_problems_per_clip must be >= 1, got {args.text_problems_per_clip}")
     if args.nj < 1:
         get_parser().error(f"--nj must be >= 1, got {args.nj}")
     try:
-        res = build_corpus(args.corpus_dir, args.data_dir, args.num_clips, args.seed, args.nj)
+        res = build_corpus(args.corpus_dir, args.data_dir, args.num_clips, args.seed, args.nj,
+                           args.text_problems_per_clip)
     except PlanError as e:
         logging.error("%s", e)
         return 1

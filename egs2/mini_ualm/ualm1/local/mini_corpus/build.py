@@ -56,7 +56,8 @@ def _json(obj) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False)
 
 
-def build_corpus(corpus_dir: Path, data_dir: Path, num_clips: int, seed: int, nj: int) -> Dict:
+def build_corpus(corpus_dir: Path, data_dir: Path, num_clips: int, seed: int, nj: int,
+                 text_problems_per_clip: int = 8) -> Dict:
     t0 = time.time()
     corpus_dir, data_dir = Path(corpus_dir).resolve(), Path(data_dir).resolve()
     wav_dir = corpus_dir / "wav"
@@ -116,7 +117,10 @@ def build_corpus(corpus_dir: Path, data_dir: Path, num_clips: int, seed: int, nj
 
     for split in SPLITS:
         d = per_split[split]
-        for p in text_problems.make_problems(seed, split, max(1, len(d["text"]))):
+        # text problems are cheap (no audio): the training split gets text_problems_per_clip per clip, the
+        # held-out splits one per clip; operand tuples never cross splits (text_problems.split_of)
+        n_text = max(1, len(d["text"])) * (text_problems_per_clip if split == "train" else 1)
+        for p in text_problems.make_problems(seed, split, n_text):
             k = p["key"]
             d["text_only/question"][k], d["text_only/answer"][k] = p["question"], p["answer"]
             d["text_only/qtype"][k], d["text_only/problem_id"][k] = p["qtype"], p["ident"]
