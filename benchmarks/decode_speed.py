@@ -16,6 +16,7 @@ a torch.profiler summary of where one decode step's time goes.
 
     python benchmarks/decode_speed.py            # full run (a few minutes on 2 cores)
     python benchmarks/decode_speed.py --quick    # mini only, fewer steps, no profile of 200m
+    python benchmarks/decode_speed.py --profile  # only the profile: where one batch-1 decode step's time goes
 """
 
 from __future__ import annotations
@@ -71,7 +72,30 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip_hf", action="store_true")
     p.add_argument("--no_profile", action="store_true")
     p.add_argument("--quick", action="store_true", help="mini only, 60 steps, 1 repeat")
+    p.add_argument("--profile", action="store_true",
+                   help="profile only: torch.profiler table (top ops by self CPU time) of the batch-1 decode loop "
+                        "of --sizes (default here: mini), no timing comparisons")
+    p.add_argument("--profile_rows", type=int, default=15, help="ops listed by --profile")
+    p.add_argument("--profile_steps", type=int, default=50, help="decode steps profiled by --profile")
     return p
+
+
+def profile_only(args) -> None:
+    """``--profile``: per size, the step breakdown and the profiler table of the batch-1 decode loop."""
+    for size in args.sizes.split(","):
+        vocab = args.vocab_mini if size == "mini" else args.vocab_200m
+        dec = TransformerDecoder.from_preset(size, max_positions=args.prompt_len + args.profile_steps + 8).eval()
+        lm = SingleStreamLM(dec, vocab).eval()
+        prompt = torch.randint(2, vocab, (1, args.prompt_len, 1))
+        n_read = dec.num_parameters() + lm.head.weight.numel()
+        br = step_breakdown(lm, prompt, args.profile_steps)
+        table = profile_steps(lm, prompt, args.profile_steps, rows=args.profile_rows)
+        print(f"\nProfile, {size} ({n_read / 1e6:.1f} M parameters read per step, vocab {vocab}), batch 1, fp32, "
+              f"{args.threads} threads, {args.profile_steps} decode steps after a {args.prompt_len}-token prefill; "
+              f"load average {os.getloadavg()[0]:.1f}")
+        print(f"per step: decoder {br['decoder_ms']:.2f} ms, head + sampling {br['head_sample_ms']:.2f} ms "
+              f"(timed separately, outside the profiler)")
+        print(f"top ops by self CPU time (torch.profiler):\n{table}")
 
 
 def interleaved_best(fns: Dict[str, Callable[[], int]], repeats: int) -> Dict[str, float]:
@@ -183,6 +207,11 @@ def main(cmd=None) -> None:
         args.sizes, args.steps, args.naive_steps, args.repeats = "mini", 60, 15, 1
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.profile:
+        if args.sizes == get_parser().get_default("sizes"):
+            args.sizes = "mini"
+        profile_only(args)
+        return
     rows: List[Dict[str, float]] = []
     profiles: Dict[str, str] = {}
     for size in args.sizes.split(","):

@@ -23,6 +23,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from espnet2.torch_utils.device_funcs import force_gatherable
 from typeguard import typechecked
 
 from ualm_tk.audio_encoder import AbsAudioEncoder, AudioAdapter, insert_features, pack_segments, placeholder_mask
@@ -214,22 +215,25 @@ class UALMModel(AbsLMModel):
             raise ModelInputError("the batch has no position with loss (all loss_mask entries are zero)")
         loss = (ce * mask).sum() / wsum
         on = mask > 0
-        stats: Dict[str, Optional[torch.Tensor]] = dict(loss=loss.detach())
+        # the same stat keys in every batch, NaN where a stat has no position (ESPnet's Reporter skips
+        # non-finite values); under DDP every rank must all-reduce the same keys in the same order
+        nan = loss.new_tensor(float("nan")).detach()
+        stats: Dict[str, torch.Tensor] = dict(loss=loss.detach())
         n0 = on[..., 0].sum()
-        stats["acc_stream0"] = (correct[..., 0] & on[..., 0]).sum() / n0 if int(n0) else None
+        stats["acc_stream0"] = (correct[..., 0] & on[..., 0]).sum() / n0 if int(n0) else nan
         if K > 1:
             na = on[..., 1:].sum()
-            stats["acc_audio"] = (correct[..., 1:] & on[..., 1:]).sum() / na if int(na) else None
+            stats["acc_audio"] = (correct[..., 1:] & on[..., 1:]).sum() / na if int(na) else nan
         if task_ids is not None:
             row_loss = (ce * mask).sum(dim=(1, 2))  # [B]
             row_w = mask.sum(dim=(1, 2))  # [B]
-            for tid in sorted(set(int(t) for t in task_ids.tolist())):
+            for tid, name in enumerate(TASK_NAMES):
                 sel = task_ids == tid
                 w = row_w[sel].sum()
-                if float(w) > 0:
-                    stats[f"loss_{TASK_NAMES[tid]}"] = (row_loss[sel].sum() / w).detach()
+                stats[f"loss_{name}"] = (row_loss[sel].sum() / w).detach() if float(w) > 0 else nan
         weight = torch.tensor(float(B), device=loss.device)
-        return loss, stats, weight
+        # 1-dim tensors, as ESPnet's DataParallel/DDP averaging (recursive_average) requires
+        return force_gatherable((loss, stats, weight), loss.device)
 
     def _stream_ce(
         self, hidden: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
