@@ -164,6 +164,8 @@ def test_stage_4_codes_token_list_and_task_data(recipe_stage4):
         codes = read_kaldi_file(rec / "dump" / "codes" / s / "codes.scp")
         frames = read_kaldi_file(rec / "dump" / "codes" / s / "utt2num_frames")
         nsamp = read_kaldi_file(rec / "dump" / "audio" / s / "utt2num_samples")
+        set_info = json.loads((rec / "dump" / "codes" / s / "codes_info.json").read_text())
+        assert set_info["num_utterances"] == len(kept)  # the merged set, not one shard
         assert set(codes) == set(kept) == set(frames)
         key = sorted(codes)[0]
         arr = kaldiio.load_mat(str(rec / codes[key]) if not codes[key].startswith("/") else codes[key])
@@ -181,3 +183,168 @@ def test_stage_4_codes_token_list_and_task_data(recipe_stage4):
     assert "VAE: exp/vae_tiny already done" in r2.stdout
     assert "codes: dump/codes/train already done" in r2.stdout
     assert "Stage 4: token list: data/token_list already done" in r2.stdout
+
+
+# ---- stages 5-7: LM training, inference ----
+TINY_LM = "egs2/TEMPLATE/ualm1/conf/train_ualm_tiny.yaml"
+LM_EXP = "exp/ualm_train_ualm_tiny"
+
+
+def _lm_opts(repo_root):
+    return ("--lm_config", str(repo_root / TINY_LM), "--lm_train_opts", "--max_epoch 3",
+            "--vae_config", "conf/vae/tiny.yaml")
+
+
+def _kill_training(rec: Path, proc: subprocess.Popen):
+    """SIGKILL run.sh's process group and the training's own (the job backend gives each task a session)."""
+    import signal
+
+    pgids = set()
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(d / "cwd")
+        except OSError:
+            continue
+        if b"ualm_tk.tasks.ualm" in cmd and cwd == str(rec.resolve()):
+            pgids.add(os.getpgid(int(d.name)))
+    assert pgids, "no training process found to kill"
+    for pg in pgids | {proc.pid}:
+        try:
+            os.killpg(pg, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def recipe_stage5(recipe_stage4, repo_root):
+    """Stage 5 killed (SIGKILL) in its 2nd epoch of 3, then rerun: it must resume and finish."""
+    import time
+
+    rec, env, _ = recipe_stage4
+    args = ["./run.sh", "--stage", "5", "--stop_stage", "5", *_lm_opts(repo_root)]
+    log = rec / LM_EXP / "train.log"
+    proc = subprocess.Popen(args, cwd=rec, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if log.is_file() and "2/3epoch started" in log.read_text(errors="replace"):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, f"stage 5 ended before it could be killed:\n{proc.stdout.read().decode()[-3000:]}"
+    _kill_training(rec, proc)
+    killed_log = log.read_text(errors="replace")
+    done_after_kill = (rec / LM_EXP / ".done").exists()
+    r = run(rec, env, "--stage", "5", "--stop_stage", "5", *_lm_opts(repo_root))
+    return rec, env, killed_log, done_after_kill, r
+
+
+def test_stage_5_killed_training_resumes_from_its_checkpoint(recipe_stage5):
+    rec, env, killed_log, done_after_kill, r = recipe_stage5
+    exp = rec / LM_EXP
+    assert "The training was finished" not in killed_log and not done_after_kill
+    assert f"Stage 5: resuming the interrupted training from {LM_EXP}/checkpoint.pth" in r.stdout
+    log = (exp / "train.log").read_text()
+    assert "The training was resumed using" in log
+    assert "1/3epoch started" not in log and "2/3epoch started" in log and "3/3epoch started" in log
+    assert "The training was finished at 3 epochs" in log
+    # progress of the job is echoed while it runs
+    assert "train.log: " in r.stdout and "3epoch results" in r.stdout
+    # the killed run's log is kept
+    old = list((exp / "log").glob("train.*.log"))
+    assert len(old) == 1 and "1/3epoch started" in old[0].read_text()
+    import torch
+    from espnet2.train.reporter import Reporter
+
+    rep = Reporter()
+    rep.load_state_dict(torch.load(exp / "checkpoint.pth", weights_only=False)["reporter"])
+    assert rep.get_epoch() == 3
+    assert all(rep.get_value("train", "loss", e) > 0 for e in (1, 2, 3))
+
+
+def test_stage_5_leaves_a_model_dir_and_rerun_is_a_no_op(recipe_stage5, repo_root):
+    rec, env, *_ = recipe_stage5
+    exp = rec / LM_EXP
+    assert (exp / ".done").is_file() and (exp / "config.yaml").is_file()
+    assert (exp / "token_list" / "token_list").is_file() and (exp / "valid.loss.best.pth").exists()
+    import yaml
+
+    cfg = yaml.safe_load((exp / "config.yaml").read_text())
+    tasks = sorted(t for _, t, _ in cfg["train_data_path_and_name_and_type"])
+    assert tasks == sorted(["caption_to_audio", "audio_to_caption", "audio_qa_dialog", "text_only"])
+    assert cfg["max_epoch"] == 3 and cfg["resume"] is True
+    stamp = (exp / "checkpoint.pth").stat().st_mtime_ns
+    r = run(rec, env, "--stage", "5", "--stop_stage", "5", *_lm_opts(repo_root))
+    assert f"Stage 5: LM training: {LM_EXP} already done" in r.stdout
+    assert (exp / "checkpoint.pth").stat().st_mtime_ns == stamp
+
+
+def test_stage_5_multi_gpu_and_multi_node_commands(recipe_stage5, repo_root):
+    rec, env, *_ = recipe_stage5
+    base = ("--stage", "5", "--stop_stage", "5", "--lm_config", str(repo_root / TINY_LM), "--lm_dry_run", "true")
+    r = run(rec, env, *base, "--ngpu", "2", "--lm_tag", "ddp")
+    cmd = next(ln for ln in r.stdout.splitlines() if "python -m ualm_tk.tasks.ualm" in ln)
+    assert cmd.startswith("utils/run_local.py --gpu 2 --num_threads 2 exp/ualm_ddp/train.log python -m ualm_tk.tasks.ualm")
+    assert "--ngpu 2 --multiprocessing_distributed true --dist_backend nccl" in cmd and "--resume true" in cmd
+    assert "srun" not in cmd and not (rec / "exp" / "ualm_ddp" / "train.log").exists()
+    # several nodes need Slurm
+    r = run(rec, env, *base, "--num_nodes", "2", check=False)
+    assert r.returncode != 0 and "--num_nodes 2 needs the slurm backend" in r.stderr
+    r = run(rec, dict(env, UALM_CMD_BACKEND="slurm"), *base, "--num_nodes", "2", "--ngpu", "4")
+    cmd = next(ln for ln in r.stdout.splitlines() if "python -m ualm_tk.tasks.ualm" in ln)
+    assert cmd.startswith("utils/run_slurm.py --config conf/slurm.conf --gpu 4 --num_threads 4 --num_nodes 2 "
+                          "exp/ualm_train_ualm_tiny/train.log srun --export=ALL --nodes 2 --ntasks-per-node 1 --cpus-per-task 4 python")
+    assert "--ngpu 4 --multiprocessing_distributed true --dist_launcher slurm --dist_init_method file:///" in cmd
+    assert "--dist_backend" not in cmd  # nccl, ESPnet's default
+    r = run(rec, dict(env, UALM_CMD_BACKEND="slurm"), *base, "--num_nodes", "2", "--ngpu", "0")
+    cmd = next(ln for ln in r.stdout.splitlines() if "python -m ualm_tk.tasks.ualm" in ln)
+    assert "--ngpu 0 --multiprocessing_distributed true --dist_launcher slurm" in cmd and cmd.endswith("--dist_backend gloo")
+
+
+STAGE67 = ("--stage", "6", "--stop_stage", "7", "--decode_tasks", "audio_qa text_only caption_to_audio",
+           "--inference_nj", "2", "--inference_opts", "--max_steps 40")
+
+
+@pytest.fixture(scope="module")
+def recipe_stage7(recipe_stage5, repo_root):
+    rec, env, *_ = recipe_stage5
+    r = run(rec, env, *STAGE67, *_lm_opts(repo_root))
+    return rec, env, r
+
+
+def test_stage_7_decodes_every_test_key(recipe_stage7):
+    import json
+
+    rec, env, r = recipe_stage7
+    assert "Stage 6 (DPO) is not implemented yet: skipped" in r.stdout
+    dec = rec / LM_EXP / "decode_cfg3.0_topk20_temp0.8_max_steps40"
+    for task in ("audio_qa", "text_only"):
+        d = dec / f"{task}_test"
+        keys = set(json.loads((rec / "dump" / task / "test" / "data.json").read_text())["examples"])
+        lines = (d / "text").read_text().splitlines()
+        assert len(lines) == len(keys) and {ln.split(" ", 1)[0] for ln in lines} == keys
+        assert len(list((d / "log").glob("decode.*.log"))) == 2  # a JOB=1:2 array
+        scores = json.loads((d / "scores_understanding.json").read_text())
+        assert scores and (d / "scores_understanding.md").is_file()
+    d = dec / "caption_to_audio_test"
+    keys = set(json.loads((rec / "dump" / "caption_to_audio" / "test" / "data.json").read_text())["examples"])
+    wavs = read_kaldi_file(d / "wav.scp")
+    assert set(wavs) == keys and set(read_kaldi_file(d / "wav_vae.scp")) == keys
+    for path in wavs.values():
+        info = sf.info(str(rec / path) if not path.startswith("/") else path)
+        assert info.samplerate == 16000 and info.frames > 0
+    loss = json.loads((d / "heldout_loss.json").read_text())
+    assert loss and (d / "heldout_loss.md").is_file()
+
+
+def test_stage_7_rerun_is_a_no_op(recipe_stage7, repo_root):
+    rec, env, _ = recipe_stage7
+    dec = rec / LM_EXP / "decode_cfg3.0_topk20_temp0.8_max_steps40"
+    stamp = (dec / "audio_qa_test" / "text").stat().st_mtime_ns
+    r = run(rec, env, *STAGE67, *_lm_opts(repo_root))
+    for task in ("audio_qa", "text_only", "caption_to_audio"):
+        assert f"{task}_test already done" in r.stdout
+    assert (dec / "audio_qa_test" / "text").stat().st_mtime_ns == stamp

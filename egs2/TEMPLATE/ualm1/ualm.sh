@@ -22,8 +22,9 @@ die() { echo "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$0")) ERROR: $*" >&2; ex
 
 # Stages this version of the toolkit implements, in order.
 stage_names=([1]="data preparation" [2]="audio formatting and validation"
-  [3]="codec and enhancement-VAE training" [4]="tokenisation")
-last_implemented_stage=4
+  [3]="codec and enhancement-VAE training" [4]="tokenisation" [5]="LM training" [6]="DPO"
+  [7]="inference")
+last_implemented_stage=7
 
 # <options>
 # first stage to run
@@ -81,9 +82,45 @@ vae_train_opts=
 # stage 4: sentencepiece BPE vocabulary size of the text block
 bpe_vocab_size=1000
 # stage 4: task templates to build data.json for
-tasks="caption_to_audio audio_to_caption audio_qa text_only"
+tasks="caption_to_audio audio_to_caption audio_qa audio_qa_dialog text_only"
 # stage 4: extra options for python -m ualm_tk.bin.make_task_data
 task_data_opts=
+# stage 5: training config of the LM (python -m ualm_tk.tasks.ualm --config)
+lm_config=conf/train_ualm.yaml
+# stage 5: name of the LM experiment, exp/ualm_<tag> (default: the config's file name)
+lm_tag=
+# stage 5: task templates the LM trains on (each needs dump/<task>/<train set>/data.json from stage 4)
+lm_train_tasks="caption_to_audio audio_to_caption audio_qa_dialog text_only"
+# stage 5: validation set of the LM (default: --valid_set)
+lm_valid_set=
+# stage 5: extra options for python -m ualm_tk.tasks.ualm (e.g. "--max_epoch 3 --task_factors {caption_to_audio: 2}")
+lm_train_opts=
+# stage 5: print the training command the job backend would run, then stop (checks multi-GPU/multi-node wiring)
+lm_dry_run=false
+# stage 5: GPUs per node (0: CPU); >1 on one node: ESPnet spawns one DDP process per GPU (nccl)
+ngpu=0
+# stage 5: nodes; >1 needs the slurm backend: srun starts one task per node, each with --ngpu processes
+num_nodes=1
+# stage 7: task templates to decode on every test set
+decode_tasks="audio_qa text_only caption_to_audio audio_to_caption"
+# stage 7: number of parallel decoding jobs per task and set
+inference_nj=2
+# stage 7: GPUs per decoding job (0: CPU; 1: --device cuda through ${cuda_cmd} --gpu 1)
+inference_ngpu=0
+# stage 7: extra options for python -m ualm_tk.bin.lm_decode (e.g. "--max_steps 300 --num_samples 2")
+inference_opts=
+# stage 7: name of the decode dir, <model>/decode_<tag> (default: from the sampling options)
+inference_tag=
+# stage 7: classifier-free guidance scale of audio generation (<= 0: no CFG)
+guidance_scale=3.0
+# stage 7: top-k of audio sampling
+top_k=20
+# stage 7: temperature of audio sampling
+temperature=0.8
+# stage 7: sampling seed (each key's seed derives from it and the key)
+inference_seed=0
+# stage 7: model dir to decode with (default: the stage-5 experiment dir exp/ualm_<tag>)
+inference_model=
 # </options>
 
 cmdline="$0 $*"
@@ -131,11 +168,52 @@ elif [ -n "${vae_config}" ]; then
   [ -n "${vae_tag}" ] || vae_tag=$(basename "${vae_config}" .yaml)
 fi
 first_test_set=${test_sets%% *}
+known_tasks="caption_to_audio audio_to_caption audio_qa audio_qa_dialog text_only"
 for t in ${tasks}; do
+  [[ " ${known_tasks} " == *" ${t} "* ]] || die "--tasks: unknown task '${t}' (known: ${known_tasks})"
+done
+# stage 5 options
+[ -n "${lm_valid_set}" ] || lm_valid_set=${valid_set}
+[ -n "${lm_tag}" ] || lm_tag=$(basename "${lm_config}" .yaml)
+lm_exp="${expdir}/ualm_${lm_tag}"
+[ -n "${lm_train_tasks}" ] || die "--lm_train_tasks must name at least one task"
+for t in ${lm_train_tasks}; do
+  [[ " ${known_tasks} " == *" ${t} "* ]] || die "--lm_train_tasks: unknown task '${t}' (known: ${known_tasks})"
+done
+[ "${ngpu}" -ge 0 ] || die "--ngpu must be >= 0, got ${ngpu}"
+[ "${num_nodes}" -ge 1 ] || die "--num_nodes must be >= 1, got ${num_nodes}"
+if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
+  [ -f "${lm_config}" ] || die "--lm_config ${lm_config}: no such file"
+  if [ "${num_nodes}" -gt 1 ] && [ "${cmd_backend}" != slurm ]; then
+    die "--num_nodes ${num_nodes} needs the slurm backend (UALM_CMD_BACKEND=slurm or cmd_backend=slurm in cmd.sh): the local backend runs on one machine"
+  fi
+fi
+# stage 7 options
+for t in ${decode_tasks}; do
   case "${t}" in caption_to_audio|audio_to_caption|audio_qa|text_only) ;;
-    *) die "--tasks: unknown task '${t}' (known: caption_to_audio audio_to_caption audio_qa text_only)" ;;
+    *) die "--decode_tasks: cannot decode task '${t}' (decodable: caption_to_audio audio_to_caption audio_qa text_only)" ;;
   esac
 done
+[ "${inference_nj}" -ge 1 ] || die "--inference_nj must be >= 1, got ${inference_nj}"
+case "${inference_ngpu}" in 0|1) ;; *) die "--inference_ngpu must be 0 or 1 (one GPU per decoding job), got ${inference_ngpu}" ;; esac
+[ "${top_k}" -ge 1 ] || die "--top_k must be >= 1, got ${top_k}"
+[ -n "${inference_model}" ] || inference_model=${lm_exp}
+if [ -z "${inference_tag}" ]; then
+  inference_tag="cfg${guidance_scale}_topk${top_k}_temp${temperature}"
+  [ "${inference_seed}" -eq 0 ] || inference_tag+="_seed${inference_seed}"
+  # shellcheck disable=SC2001
+  [ -z "${inference_opts}" ] || inference_tag+="$(echo "${inference_opts}" | sed -e 's/--/_/g' -e 's/[ =]//g')"
+fi
+# the enhancement VAE used at inference: --vae_dir, else the one stage 3 trains, else none
+if [ -n "${vae_dir}" ]; then
+  infer_vae_dir=${vae_dir}
+elif [ -n "${vae_config}" ]; then
+  infer_vae_dir="${expdir}/vae_${vae_tag}/vae"
+else
+  infer_vae_dir=
+fi
+# GPU jobs go through ${cuda_cmd} when cmd.sh defines it, else through ${train_cmd}
+cuda_cmd=${cuda_cmd:-${train_cmd}}
 
 # ---- helpers ----
 # stage_is_done <done-file> <signature>: 0 when outputs exist for the same options
@@ -342,7 +420,9 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
       [ "$(wc -l < "${dst}/${f}")" -eq "${n_utt}" ] \
         || die "Stage 4: ${dst}/${f} has $(wc -l < "${dst}/${f}") lines, ${src}/wav.scp ${n_utt}: a shard is incomplete"
     done
-    cp "${split_dir}/1/codes_info.json" "${dst}/codes_info.json"
+    # every shard's info is the same codec geometry; the utterance count is the merged set's
+    python -c 'import json,sys; d=json.load(open(sys.argv[1])); d["num_utterances"]=int(sys.argv[3]); open(sys.argv[2],"w").write(json.dumps(d, indent=2, sort_keys=True) + "\n")' \
+      "${split_dir}/1/codes_info.json" "${dst}/codes_info.json" "${n_utt}"
     echo "${sig}" > "${dst}/.done"
   done
 
@@ -383,6 +463,160 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     done
   done
   log "Stage 4: done"
+fi
+
+# ---- stage 5: LM training ----
+if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
+  token_dir="${datadir}/token_list"
+  [ -f "${token_dir}/token_list" ] || die "Stage 5: ${token_dir}/token_list is missing; run stage 4 first"
+  data_args=()
+  data_jsons=()
+  for t in ${lm_train_tasks}; do
+    for pair in "train:${train_set}" "valid:${lm_valid_set}"; do
+      json="${dumpdir}/${t}/${pair#*:}/data.json"
+      [ -f "${json}" ] || die "Stage 5: ${json} is missing; run stage 4 with --tasks including ${t}" \
+        "(tasks now: ${tasks}) or drop ${t} from --lm_train_tasks"
+      data_args+=("--${pair%%:*}_data_path_and_name_and_type" "${json},${t},data_json")
+      data_jsons+=("${json}")
+    done
+  done
+  sig="config=$(cksum < "${lm_config}" | cut -d' ' -f1) tasks=${lm_train_tasks} train=${train_set} valid=${lm_valid_set} data=$(cat "${data_jsons[@]}" | cksum | cut -d' ' -f1) token_list=$(cksum < "${token_dir}/token_list" | cut -d' ' -f1) opts=${lm_train_opts}"
+  # the training command (its words are joined by the job backend and run by bash -c, so
+  # --lm_train_opts keeps the user's own quoting, as in Kaldi)
+  train_words=(python -m ualm_tk.tasks.ualm --config "${lm_config}" --token_dir "${token_dir}"
+    --output_dir "${lm_exp}" --resume true "${data_args[@]}" --ngpu "${ngpu}")
+  if [ "${num_nodes}" -gt 1 ]; then
+    # one srun task per node; each spawns --ngpu processes (ESPnet's multiprocessing_distributed),
+    # ranks from SLURM_PROCID/SLURM_NODEID, rendezvous through a file on the shared filesystem
+    # (as espnet2/bin/launch.py does for slurm)
+    init_file="$(cd "$(dirname "${lm_exp}")" && pwd)/$(basename "${lm_exp}")/.dist_init_$(date +%s%N)"
+    nthreads=$(( ngpu > 1 ? ngpu : 1 ))
+    job_opts=(--gpu "${ngpu}" --num_threads "${nthreads}" --num_nodes "${num_nodes}")
+    # (srun >= 22.05 no longer inherits --cpus-per-task from the job: give it again)
+    train_words=(srun --export=ALL --nodes "${num_nodes}" --ntasks-per-node 1 --cpus-per-task "${nthreads}" "${train_words[@]}"
+      --multiprocessing_distributed true --dist_launcher slurm --dist_init_method "file://${init_file}")
+    [ "${ngpu}" -gt 0 ] || train_words+=(--dist_backend gloo)
+    job_cmd=${cuda_cmd}
+  elif [ "${ngpu}" -gt 1 ]; then
+    # one node, several GPUs: ESPnet spawns one DDP process per GPU (nccl, tcp://localhost:<free port>)
+    job_opts=(--gpu "${ngpu}" --num_threads "${ngpu}")
+    train_words+=(--multiprocessing_distributed true --dist_backend nccl)
+    job_cmd=${cuda_cmd}
+  elif [ "${ngpu}" -eq 1 ]; then
+    job_opts=(--gpu 1)
+    job_cmd=${cuda_cmd}
+  else
+    job_opts=()
+    job_cmd=${train_cmd}
+  fi
+  [ -z "${lm_train_opts}" ] || train_words+=("${lm_train_opts}")
+  if [ "${lm_dry_run}" = true ]; then
+    log "Stage 5: dry run (ngpu ${ngpu}, num_nodes ${num_nodes}); the job would be:"
+    echo "${job_cmd} ${job_opts[*]+${job_opts[*]}} ${lm_exp}/train.log ${train_words[*]}"
+    log "Stage 5: dry run: nothing trained"
+  elif stage_is_done "${lm_exp}/.done" "${sig}"; then
+    log "Stage 5: ${stage_names[5]}: ${lm_exp} already done; --force true redoes it"
+  else
+    mkdir -p "${lm_exp}/log"
+    if [ "${force}" = true ] && [ -f "${lm_exp}/checkpoint.pth" ]; then
+      log "Stage 5: --force true: training ${lm_exp} from scratch (removing its checkpoint.pth)"
+      rm -f "${lm_exp}/checkpoint.pth"
+    fi
+    if [ -f "${lm_exp}/train.log" ]; then  # keep the log of an earlier (killed or failed) run
+      mv "${lm_exp}/train.log" "${lm_exp}/log/train.$(date +%Y%m%dT%H%M%S).log"
+    fi
+    log "Stage 5: ${stage_names[5]}: ${dumpdir}/{${lm_train_tasks// /,}}/${train_set} -> ${lm_exp}" \
+        "(config ${lm_config}, ngpu ${ngpu}, num_nodes ${num_nodes})"
+    if [ -f "${lm_exp}/checkpoint.pth" ]; then
+      log "Stage 5: resuming the interrupted training from ${lm_exp}/checkpoint.pth"
+    fi
+    log "Stage 5: progress: tail -f ${lm_exp}/train.log"
+    # echo the epoch lines of the log while the job runs (tail stops with this script at the latest)
+    tail -n +1 -F --pid=$$ "${lm_exp}/train.log" 2>/dev/null \
+      > >(grep --line-buffered -E 'epoch started|epoch results|was resumed|finished at' \
+          | sed -u -E 's/^(.{200}).+/\1 .../; s/^/    train.log: /') &
+    watcher=$!
+    # shellcheck disable=SC2086
+    run_jobs "${job_cmd}" "${lm_exp}" ${job_opts[@]+"${job_opts[@]}"} "${lm_exp}/train.log" "${train_words[@]}"
+    sleep 1  # let the watcher print the last lines
+    kill "${watcher}" 2>/dev/null || true
+    if ! grep -q "The training was finished at" "${lm_exp}/train.log"; then
+      tail -n 20 "${lm_exp}/train.log" >&2
+      die "Stage 5: training ended before --max_epoch (early stopping or invalid gradients, see above):" \
+          "${lm_exp} is not marked done"
+    fi
+    echo "${sig}" > "${lm_exp}/.done"
+    log "Stage 5: done; model dir ${lm_exp} ($(grep -o 'The training was finished at [0-9]* epochs' "${lm_exp}/train.log" | tail -n 1))"
+  fi
+fi
+
+# ---- stage 6: DPO ----
+if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
+  log "Stage 6 (DPO) is not implemented yet: skipped"
+fi
+
+# ---- stage 7: inference ----
+if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
+  [ -f "${inference_model}/config.yaml" ] \
+    || die "Stage 7: ${inference_model} has no config.yaml: run stage 5 first or pass --inference_model <trained model dir>"
+  [ -f "${codec_dir}/component.yaml" ] || die "Stage 7: no trained codec in ${codec_dir}; run stage 3 first or pass --codec_dir"
+  vae_opt=()
+  if [ -n "${infer_vae_dir}" ]; then
+    [ -f "${infer_vae_dir}/component.yaml" ] || die "Stage 7: no trained VAE in ${infer_vae_dir};" \
+      "run stage 3, pass --vae_dir, or --vae_config '' to decode without enhancement"
+    vae_opt=(--vae_dir "${infer_vae_dir}")
+  fi
+  if [ "${inference_ngpu}" -eq 1 ]; then
+    decode_job=("${cuda_cmd}" --gpu 1)
+    device=cuda
+  else
+    decode_job=("${decode_cmd}")
+    device=cpu
+  fi
+  model_sig=$(stat -L -c '%n %s %Y' "${inference_model}"/*.pth 2>/dev/null | cksum | cut -d' ' -f1)
+  codec_sig=$(cat "${codec_dir}"/component.yaml "${codec_dir}"/model.pth 2>/dev/null | cksum | cut -d' ' -f1)
+  decode_root="${inference_model}/decode_${inference_tag}"
+  for s in ${test_sets}; do
+    for t in ${decode_tasks}; do
+      json="${dumpdir}/${t}/${s}/data.json"
+      dir="${decode_root}/${t}_${s}"
+      [ -f "${json}" ] || die "Stage 7: ${json} is missing; run stage 4 with --tasks including ${t}"
+      sig="model=${inference_model} model_sum=${model_sig} data=$(cksum < "${json}" | cut -d' ' -f1) codec_sum=${codec_sig} vae=${infer_vae_dir} cfg=${guidance_scale} top_k=${top_k} temperature=${temperature} seed=${inference_seed} opts=${inference_opts}"
+      if stage_is_done "${dir}/.done" "${sig}"; then
+        log "Stage 7: ${stage_names[7]}: ${dir} already done; --force true redoes it"
+        continue
+      fi
+      if [ "${force}" = true ] && [ -d "${dir}" ]; then
+        rm -rf "${dir:?}"/output.*  # otherwise lm_decode resumes the finished keys of an earlier run
+      fi
+      n_ex=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["num_examples"])' "${json}")
+      [ "${n_ex}" -ge 1 ] || die "Stage 7: ${json} has no examples"
+      _nj=$(( inference_nj < n_ex ? inference_nj : n_ex ))
+      log "Stage 7: ${stage_names[7]}: ${json} -> ${dir} (model ${inference_model}, ${_nj} jobs on ${device})"
+      # shellcheck disable=SC2086
+      run_jobs "${decode_job[*]}" "${dir}/log" JOB=1:"${_nj}" "${dir}/log/decode.JOB.log" \
+        python -m ualm_tk.bin.lm_decode --model_dir "${inference_model}" --data_json "${json}" \
+          --output_dir "${dir}/output.JOB" --nj "${_nj}" --job JOB --codec_dir "${codec_dir}" "${vae_opt[@]}" \
+          --guidance_scale "${guidance_scale}" --top_k "${top_k}" --temperature "${temperature}" \
+          --seed "${inference_seed}" --device "${device}" "${inference_opts}"
+      python -m ualm_tk.bin.lm_decode_merge --output_dir "${dir}" --nj "${_nj}" \
+        || die "Stage 7: merging the shards of ${dir} failed (see above)"
+      if [ "${t}" = caption_to_audio ]; then
+        log "Stage 7: held-out audio-token loss: ${json} -> ${dir}/heldout_loss.md"
+        run_jobs "${decode_job[*]}" "${dir}/log" "${dir}/log/heldout_loss.log" \
+          python -m ualm_tk.bin.lm_heldout_loss --model_dir "${inference_model}" --data_json "${json}" \
+            --train_codes "${dumpdir}/codes/${train_set}/codes.scp" --output_dir "${dir}" --device "${device}"
+      else
+        qtypes_opt=()
+        [ -f "${datadir}/qtypes.json" ] && qtypes_opt=(--qtypes "${datadir}/qtypes.json")
+        python -m ualm_tk.bin.score_understanding --data_json "${json}" --hyp "${dir}/text" \
+          "${qtypes_opt[@]}" --output_dir "${dir}" || die "Stage 7: scoring ${dir}/text failed (see above)"
+        log "Stage 7: scores of ${t} on ${s}: ${dir}/scores_understanding.md"
+      fi
+      echo "${sig}" > "${dir}/.done"
+    done
+  done
+  log "Stage 7: done; outputs in ${decode_root}/<task>_<set>/ (text, wav.scp, scores_understanding.md, heldout_loss.md)"
 fi
 
 log "finished stages ${stage}..${stop_stage}"

@@ -5,6 +5,7 @@
 #   ./run.sh                          # all stages this version implements
 #   ./run.sh --stage 2 --stop_stage 2 # one stage
 #   ./run.sh --local_data_opts "--num_clips 60"   # a tiny corpus
+#   ./run.sh --stage 5 --stop_stage 5 --lm_config ../../TEMPLATE/ualm1/conf/train_ualm_tiny.yaml  # a seconds-long LM
 set -euo pipefail
 ./ualm.sh \
     --nj 2 \
@@ -15,4 +16,12 @@ set -euo pipefail
     --max_dur 12.0 \
     --codec_config conf/codec/mini_rvq.yaml \
     --bpe_vocab_size 1000 \
+    --lm_config conf/train_ualm.yaml \
+    --lm_train_tasks "caption_to_audio audio_to_caption audio_qa_dialog text_only" \
+    --ngpu 0 \
+    --decode_tasks "audio_qa text_only caption_to_audio audio_to_caption" \
+    --inference_nj 2 \
+    --guidance_scale 3.0 \
+    --top_k 20 \
+    --temperature 0.8 \
     "$@"
