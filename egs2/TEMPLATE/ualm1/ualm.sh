@@ -101,6 +101,9 @@ lm_dry_run=false
 ngpu=0
 # stage 5: nodes; >1 needs the slurm backend: srun starts one task per node, each with --ngpu processes
 num_nodes=1
+# stage 5: CPU threads of the training job with --ngpu 0 (0: every CPU this process may use; path.sh's
+# OMP_NUM_THREADS=1 is meant for parallel data jobs, not for the one training job)
+lm_num_threads=0
 # stage 7: task templates to decode on every test set
 decode_tasks="audio_qa text_only caption_to_audio audio_to_caption"
 # stage 7: number of parallel decoding jobs per task and set
@@ -506,7 +509,9 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     job_opts=(--gpu 1)
     job_cmd=${cuda_cmd}
   else
-    job_opts=()
+    cpu_threads=${lm_num_threads}
+    [ "${cpu_threads}" -gt 0 ] || cpu_threads=$(python -c 'import os; print(len(os.sched_getaffinity(0)))')
+    job_opts=(--num_threads "${cpu_threads}")
     job_cmd=${train_cmd}
   fi
   [ -z "${lm_train_opts}" ] || train_words+=("${lm_train_opts}")

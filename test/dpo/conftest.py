@@ -1,0 +1,61 @@
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "models"))
+from lm_corpus import K, N, build_corpus  # noqa: E402
+
+TINY_LM = "egs2/TEMPLATE/ualm1/conf/train_ualm_tiny.yaml"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one intra-op thread avoids OpenMP spin contention on the shared 2 cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def dpo_corpus(tmp_path_factory):
+    return build_corpus(tmp_path_factory.mktemp("dpo_corpus"))
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, dpo_corpus, repo_root):
+    """A tiny UALM trained for one epoch (the stage-5 model dir) and a tiny real codec dir."""
+    from ualm_tk.codec import MiniRVQCodec, save_codec
+    from ualm_tk.tasks.ualm import main as train
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("dpo_exp")
+    args = ["--config", str(repo_root / TINY_LM), "--token_dir", str(dpo_corpus["token_dir"]),
+            "--output_dir", str(root / "ualm"), "--max_epoch", "1", "--seed", "1",
+            "--audio_encoder_conf", "{size: tiny, dropout: 0.0}"]
+    for t, p in dpo_corpus["data"].items():
+        args += ["--train_data_path_and_name_and_type", f"{p},{t},data_json",
+                 "--valid_data_path_and_name_and_type", f"{p},{t},data_json"]
+    train(args)
+    torch.manual_seed(0)
+    codec = MiniRVQCodec(strides=[2, 4, 8, 10], channels=[8, 8, 8, 8], latent_dim=16, num_codebooks=K, codebook_size=N)
+    save_codec(codec.eval(), root / "codec")
+    torch.set_num_threads(n)
+    return dict(root=root, model_dir=root / "ualm", codec_dir=root / "codec")
+
+
+@pytest.fixture(scope="session")
+def candidates(trained, dpo_corpus, tmp_path_factory):
+    """dpo_sample run as 2 shards: 3 candidates per prompt of the tiny corpus, with wavs."""
+    from ualm_tk.bin.dpo_sample import main as dpo_sample
+
+    root = tmp_path_factory.mktemp("cands")
+    data_json = str(dpo_corpus["data"]["caption_to_audio"])
+    for job in (1, 2):
+        dpo_sample(["--model_dir", str(trained["model_dir"]), "--data_json", data_json, "--codec_dir",
+                    str(trained["codec_dir"]), "--num_samples", "3", "--max_steps", "20", "--nj", "2", "--job",
+                    str(job), "--output_dir", str(root / f"cands.{job}"), "--seed", "5"])
+    return dict(root=root, dirs=[root / "cands.1", root / "cands.2"], data_json=data_json)

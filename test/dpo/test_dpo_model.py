@@ -1,0 +1,107 @@
+"""The DPO wrapper: reference hidden from parameters/state_dict, kept frozen and in eval; loss at start."""
+import math
+
+import pytest
+import torch
+
+from ualm_tk.dpo.data import PairsDataset, collate_pairs
+from ualm_tk.dpo.model import UALMDPOModel
+from ualm_tk.dpo.pairs import select_pairs, write_pairs
+from ualm_tk.data.task_data import TaskData
+from ualm_tk.lm import build_decoder
+from ualm_tk.models import ModelInputError, UALMModel
+from ualm_tk.patterns import build_pattern
+
+
+def make_policy(layout, seed=0):
+    torch.manual_seed(seed)
+    dec = build_decoder("transformer", dict(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, dropout=0.1))
+    return UALMModel(layout=layout, decoder=dec, pattern=build_pattern("delay"))
+
+
+@pytest.fixture(scope="module")
+def pair_batch(dpo_corpus, tmp_path_factory):
+    """A pairs.json built from two real codes entries of the corpus per prompt (swapped as candidates)."""
+    prompts = TaskData.load(dpo_corpus["data"]["caption_to_audio"])
+    keys = prompts.keys()[:4]
+    refs = {}
+    for i, k in enumerate(keys):
+        other = keys[(i + 1) % len(keys)]
+        refs[f"{k}-cand0"] = prompts.segments(k)[-1].codes
+        refs[f"{k}-cand1"] = prompts.segments(other)[-1].codes
+    pairs, counts = select_pairs({k: {f"{k}-cand0": 1.0, f"{k}-cand1": 0.0} for k in keys})
+    path = write_pairs(tmp_path_factory.mktemp("pairs"), pairs, prompts, refs, counts=counts)
+    ds = PairsDataset([str(path)], dpo_corpus["layout"], build_pattern("delay"))
+    return collate_pairs([ds[(i, 0)] for i in range(len(ds))])[1]
+
+
+def test_reference_is_not_saved_not_optimised_and_stays_frozen(dpo_corpus):
+    policy = make_policy(dpo_corpus["layout"])
+    model = UALMDPOModel(policy)
+    plain = make_policy(dpo_corpus["layout"], seed=1)
+    assert set(model.state_dict()) == set(plain.state_dict())  # a plain UALMModel's keys
+    assert plain.load_state_dict(model.state_dict()) is not None
+    n_policy = sum(p.numel() for p in policy.parameters())
+    assert sum(p.numel() for p in model.parameters()) == n_policy
+    assert all(not p.requires_grad for p in model.reference.parameters())
+    model.train()
+    assert model.policy.training and not model.reference.training
+    model.to(torch.float64)
+    assert next(model.reference.parameters()).dtype == torch.float64
+    # loading a checkpoint changes the policy, never the reference
+    ref_before = {k: v.clone() for k, v in model.reference.state_dict().items()}
+    model.load_state_dict({k: v.double() for k, v in plain.state_dict().items()})
+    assert all(torch.equal(ref_before[k], v) for k, v in model.reference.state_dict().items())
+    assert torch.equal(model.policy.head.weight, plain.head.weight.double())
+
+
+def test_loss_starts_at_log2_plus_ce_and_only_the_policy_learns(dpo_corpus, pair_batch):
+    model = UALMDPOModel(make_policy(dpo_corpus["layout"]), beta=0.1, ce_weight=1.0).eval()
+    loss, stats, weight = model(**pair_batch)
+    B = pair_batch["tokens"].shape[0] // 2
+    assert float(weight) == B == 4
+    assert stats["dpo_loss"].item() == pytest.approx(math.log(2), abs=1e-5)
+    assert loss.item() == pytest.approx(math.log(2) + stats["ce_chosen"].item(), abs=1e-5)
+    loss.backward()
+    assert model.policy.head.weight.grad is not None
+    assert all(p.grad is None for p in model.reference.parameters())
+    with pytest.raises(ModelInputError, match="B chosen rows then B rejected rows"):
+        model(tokens=pair_batch["tokens"][:3], loss_mask=pair_batch["loss_mask"][:3], lengths=pair_batch["lengths"][:3])
+
+
+def test_bad_settings_are_errors(dpo_corpus):
+    with pytest.raises(ValueError, match="beta"):
+        UALMDPOModel(make_policy(dpo_corpus["layout"]), beta=0.0)
+    with pytest.raises(ValueError, match="ce_weight"):
+        UALMDPOModel(make_policy(dpo_corpus["layout"]), ce_weight=-1.0)
+    with pytest.raises(ValueError, match="not both 0"):
+        UALMDPOModel(make_policy(dpo_corpus["layout"]), ce_weight=0.0, dpo_weight=0.0)
+
+
+def test_ce_only_mode_is_the_lm_loss_on_winners(dpo_corpus, pair_batch):
+    """dpo_weight 0: the loss is exactly the UALM loss of the chosen rows (the CE fine-tune before DPO)."""
+    policy = make_policy(dpo_corpus["layout"]).eval()
+    model = UALMDPOModel(policy, dpo_weight=0.0).eval()
+    loss, stats, _ = model(**pair_batch)
+    B = pair_batch["tokens"].shape[0] // 2
+    lm_loss, _, _ = policy(tokens=pair_batch["tokens"][:B], loss_mask=pair_batch["loss_mask"][:B],
+                           lengths=pair_batch["lengths"][:B])
+    assert loss.item() == pytest.approx(lm_loss.item(), rel=1e-5)
+
+
+def test_task_rejects_bad_arguments(dpo_corpus, tmp_path, trained):
+    from ualm_tk.tasks.ualm_dpo import main
+
+    with pytest.raises(FileNotFoundError, match="give a stage-5 model dir"):
+        main(["--init_model_dir", str(tmp_path), "--output_dir", str(tmp_path / "o"),
+              "--train_data_path_and_name_and_type", "x,dpo,dpo_pairs",
+              "--valid_data_path_and_name_and_type", "x,dpo,dpo_pairs"])
+    with pytest.raises(ValueError, match="third field must be 'dpo_pairs'"):
+        p = str(dpo_corpus["data"]["caption_to_audio"])
+        main(["--init_model_dir", str(trained["model_dir"]), "--output_dir", str(tmp_path / "o2"),
+              "--train_data_path_and_name_and_type", f"{p},caption_to_audio,data_json",
+              "--valid_data_path_and_name_and_type", f"{p},caption_to_audio,data_json"])
+    with pytest.raises(ValueError, match="unknown key"):
+        main(["--init_model_dir", str(trained["model_dir"]), "--output_dir", str(tmp_path / "o3"),
+              "--dpo_conf", "{gamma: 1}", "--train_data_path_and_name_and_type", "x,dpo,dpo_pairs",
+              "--valid_data_path_and_name_and_type", "x,dpo,dpo_pairs"])

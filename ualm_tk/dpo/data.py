@@ -1,0 +1,101 @@
+"""DPO training data: pairs.json files -> batches of (chosen, rejected) rows for ESPnet's trainer.
+
+* :class:`PairsDataset` renders both sides of a pair with the caption_to_audio template (no CFG
+  dropout: the policy is tuned on conditional generations). It offers the interface
+  :class:`~ualm_tk.data.lm_dataset.LMIterFactory` buckets by (``lengths``, ``round_items``,
+  ``token_shares``); a pair's length is ``2·max(S_chosen, S_rejected)``, the positions it adds to
+  a padded batch.
+* :func:`collate_pairs`: ``B`` pairs -> one batch of ``2B`` rows, the B chosen rows first, then the
+  B rejected rows in the same order: ``tokens [2B,S,K]``, ``loss_mask [2B,S,K]``, ``lengths [2B]``,
+  ``task_ids [2B]``.
+* :class:`PairIterFactory`: LMIterFactory (bucketing, epochs, DDP sharding) with that collate.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ualm_tk.data.lm_dataset import LMIterFactory, collate
+from ualm_tk.data.task_templates import TaskDataError
+from ualm_tk.dpo.pairs import PairsFile, load_pairs
+from ualm_tk.patterns.abs_pattern import AbsPattern
+from ualm_tk.tokens.layout import TokenLayout
+
+logger = logging.getLogger(__name__)
+
+
+class PairsDataset:
+    """Map-style dataset over ``(item, round)``; item = one pair of one pairs.json."""
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        layout: TokenLayout,
+        pattern: AbsPattern,
+        pattern_name: str = "delay",
+        max_len: Optional[int] = None,
+        audio_weight: Optional[float] = None,
+    ):
+        if not paths:
+            raise TaskDataError("no DPO pairs given (--train_data_path_and_name_and_type pairs.json,dpo,dpo_pairs)")
+        self.layout, self.pattern, self.max_len, self.audio_weight = layout, pattern, max_len, audio_weight
+        self.files: List[PairsFile] = []
+        self.items: List[Tuple[int, str]] = []
+        lengths = []
+        for fi, path in enumerate(paths):
+            pf = load_pairs(path)
+            for side in (pf.chosen, pf.rejected):
+                side.check_layout(layout)
+                if side.pattern != pattern_name:
+                    raise TaskDataError(f"{side.path}: lengths use pattern '{side.pattern}', the model uses '{pattern_name}'")
+            for key in pf.keys():
+                n = max(pf.chosen.length(key), pf.rejected.length(key))
+                if max_len is not None and n > max_len:
+                    raise TaskDataError(f"{path}: key '{key}': {n} positions, more than the model's context {max_len}")
+                self.items.append((fi, key))
+                lengths.append(2 * n)
+            self.files.append(pf)
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        logger.info("DPO pairs: %d pairs from %s", len(self.items), ", ".join(paths))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def round_items(self, rnd: int) -> np.ndarray:
+        return np.arange(len(self.items))
+
+    def token_shares(self, items) -> Dict[str, float]:
+        return {"dpo_pairs": 1.0}
+
+    def __getitem__(self, index: Tuple[int, int]) -> Dict[str, Any]:
+        item, _ = index
+        fi, key = self.items[int(item)]
+        pf = self.files[fi]
+        out = {"key": key}
+        for side in ("chosen", "rejected"):
+            data = getattr(pf, side)
+            ex = data.render(key, self.layout, self.pattern, audio_weight=self.audio_weight, max_len=self.max_len)
+            if ex.audio_feats:
+                raise TaskDataError(f"{data.path}: key '{key}': user audio in DPO pairs is not supported (caption_to_audio only)")
+            out[side] = dict(key=key, task=data.task, tokens=ex.tokens, loss_mask=ex.loss_mask, audio=[])
+        return out
+
+
+def collate_pairs(examples: Sequence[Dict[str, Any]]):
+    """``B`` pairs -> ``(keys, batch)`` with ``2B`` rows: chosen rows first, then rejected (module doc)."""
+    rows = [e["chosen"] for e in examples] + [e["rejected"] for e in examples]
+    _, batch = collate(rows)
+    return [e["key"] for e in examples], batch
+
+
+class PairIterFactory(LMIterFactory):
+    """Bucketed pair batches (see :class:`~ualm_tk.data.lm_dataset.LMIterFactory`)."""
+
+    def build_iter(self, epoch: int, shuffle: Optional[bool] = None) -> Iterator:
+        from torch.utils.data import DataLoader
+
+        batches = self.epoch_batches(epoch)
+        return DataLoader(self.dataset, batch_sampler=batches, collate_fn=collate_pairs, num_workers=self.num_workers)

@@ -1,0 +1,110 @@
+"""DPO wrapper: a trainable UALM policy and a frozen reference copy.
+
+``forward(tokens, loss_mask, lengths, ...)`` takes the ``2B`` rows of
+:func:`ualm_tk.dpo.data.collate_pairs` (B chosen rows, then the B rejected rows of the same
+pairs) and returns ``loss = dpo_weight · DPO(β) + ce_weight · CE(chosen)`` where
+
+* DPO is :func:`ualm_tk.losses.dpo.dpo_loss` on the summed log-probs of
+  :func:`ualm_tk.dpo.logprob.sequence_logprobs` (assistant tokens, streams weighted like the LM
+  loss) under the policy and, without gradient, the reference;
+* CE(chosen) is the LM loss of the chosen rows (``Σ mask·CE / Σ mask``), the regulariser on winners.
+
+``dpo_weight = 0`` is the CE fine-tune on winners that precedes DPO (the reference is then not
+run; the DPO statistics are still logged from the policy alone, with the reference term zero).
+
+The reference is NOT a registered submodule: it is absent from ``parameters()`` (the optimizer
+never sees it) and from ``state_dict()``. ``state_dict()``/``load_state_dict()`` are the policy's
+own, with the keys of a plain :class:`~ualm_tk.models.ualm.UALMModel`, so every checkpoint the
+trainer writes loads into a UALMModel (and ``ualm_tk.bin.generate``) unchanged. ``.to()`` and
+dtype casts move the reference along; ``train()`` leaves it in eval mode.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Dict, Optional
+
+import torch
+from typeguard import typechecked
+
+from ualm_tk.dpo.logprob import sequence_logprobs
+from ualm_tk.losses.dpo import dpo_loss
+from ualm_tk.models.abs_model import AbsLMModel, ModelInputError
+from ualm_tk.models.ualm import UALMModel
+
+logger = logging.getLogger(__name__)
+
+
+class UALMDPOModel(AbsLMModel):
+    """See the module docstring."""
+
+    @typechecked
+    def __init__(self, policy: UALMModel, reference: Optional[UALMModel] = None, beta: float = 0.1,
+                 ce_weight: float = 1.0, dpo_weight: float = 1.0):
+        super().__init__()
+        if not beta > 0:
+            raise ValueError(f"beta must be > 0, got {beta}")
+        if ce_weight < 0 or dpo_weight < 0 or ce_weight + dpo_weight == 0:
+            raise ValueError(f"ce_weight and dpo_weight must be >= 0 and not both 0, got {ce_weight}, {dpo_weight}")
+        self.policy = policy
+        ref = copy.deepcopy(policy) if reference is None else reference
+        if set(ref.state_dict()) != set(policy.state_dict()):
+            raise ModelInputError("the reference model's parameters differ from the policy's (another architecture?)")
+        ref.eval()
+        for p in ref.parameters():
+            p.requires_grad_(False)
+        object.__setattr__(self, "_reference", ref)  # not a submodule: no params, no state_dict keys
+        self.beta, self.ce_weight, self.dpo_weight = float(beta), float(ce_weight), float(dpo_weight)
+        self.layout = policy.layout
+
+    @property
+    def reference(self) -> UALMModel:
+        return self._reference
+
+    # ------------------------------------------------------------------ module plumbing
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        self._reference._apply(fn, *args, **kwargs)
+        return self
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._reference.eval()
+        return self
+
+    def state_dict(self, *args, **kwargs):
+        return self.policy.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        return self.policy.load_state_dict(state_dict, strict=strict, assign=assign)
+
+    # ------------------------------------------------------------------ training
+    def forward(
+        self,
+        tokens: torch.Tensor,  # [2B,S,K]: B chosen rows, then B rejected rows
+        loss_mask: torch.Tensor,  # [2B,S,K]
+        lengths: Optional[torch.Tensor] = None,  # [2B]
+        task_ids: Optional[torch.Tensor] = None,  # [2B]
+        **kwargs,
+    ):
+        R = tokens.shape[0]
+        if R % 2 or R == 0:
+            raise ModelInputError(f"a DPO batch holds B chosen rows then B rejected rows; got {R} rows")
+        B = R // 2
+        pol = sequence_logprobs(self.policy, tokens, loss_mask, lengths)
+        if self.dpo_weight > 0:
+            with torch.no_grad():
+                ref_logp = sequence_logprobs(self._reference, tokens, loss_mask, lengths).logp  # [2B]
+        else:
+            ref_logp = torch.zeros_like(pol.logp)
+        out = dpo_loss(pol.logp[:B], pol.logp[B:], ref_logp[:B], ref_logp[B:], beta=self.beta)
+        ce_chosen = pol.ce_sum[:B].sum() / pol.weight[:B].sum()
+        loss = self.dpo_weight * out.loss + self.ce_weight * ce_chosen
+        on = pol.mask[:B] > 0  # [B,S-1,K]
+        stats: Dict[str, Optional[torch.Tensor]] = dict(loss=loss.detach(), **out.stats())
+        stats["ce_chosen"] = ce_chosen.detach()
+        stats["ce_rejected"] = (pol.ce_sum[B:].sum() / pol.weight[B:].sum()).detach()
+        stats["logp_margin"] = (pol.logp[:B] - pol.logp[B:]).detach().mean()  # policy's chosen − rejected
+        stats["acc_chosen"] = (pol.correct[:B] & on).sum() / on.sum()
+        return loss, stats, torch.tensor(float(B), device=loss.device)
