@@ -1,0 +1,87 @@
+"""Fixed (untrained) audio front end shared by the toolkit's own scorers, and audio loading.
+
+``LogMel``: 16 kHz waveform -> log-mel ``[n_mels, N]`` at 100 frames/s (25 ms Hann window,
+10 ms hop, slaney mel, ``log10`` clamped to the clip's peak - 8, then ``(x + 4) / 4`` as in
+Whisper, so the features do not depend on the clip's level). It has no parameters, so log-mels
+can be computed once and cached (:mod:`ualm_tk.scoring.models.feature_cache`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+
+logger = logging.getLogger(__name__)
+
+MEL_RATE = 100  # log-mel frames per second
+
+
+class AudioLoadError(ValueError):
+    """An audio file cannot be read or is empty."""
+
+
+def to_mono_tensor(wav: Union[np.ndarray, torch.Tensor]) -> torch.Tensor:
+    """Any of ``[L]``, ``[C, L]``, ``[1, C, L]`` -> mono float ``[L]`` (channel mean)."""
+    x = torch.as_tensor(wav, dtype=torch.float32)
+    if x.dim() == 3:
+        if x.shape[0] != 1:
+            raise ValueError(f"expected one clip, got a batch of {x.shape[0]} (shape {tuple(x.shape)})")
+        x = x[0]
+    if x.dim() == 2:
+        x = x.mean(dim=0)
+    if x.dim() != 1:
+        raise ValueError(f"waveform must be [L], [C,L] or [1,C,L]; got shape {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError("waveform is empty")
+    return x
+
+
+def resample(x: torch.Tensor, sr: int, target_sr: int) -> torch.Tensor:
+    """``x [..., L]`` at ``sr`` -> ``[..., L']`` at ``target_sr`` (torchaudio sinc resampling)."""
+    if int(sr) == int(target_sr):
+        return x
+    return torchaudio.functional.resample(x, int(sr), int(target_sr))
+
+
+def load_audio(path: Union[str, Path], target_sr: int) -> torch.Tensor:
+    """Read a file with soundfile -> mono float ``[L]`` at ``target_sr``; clear error if unreadable."""
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [L, C]
+    except Exception as e:  # soundfile raises several types
+        raise AudioLoadError(f"{path}: cannot read audio ({e})") from e
+    if data.shape[0] == 0:
+        raise AudioLoadError(f"{path}: audio file has no samples")
+    return resample(torch.from_numpy(data.T.copy()).mean(dim=0), sr, target_sr)
+
+
+class LogMel(torch.nn.Module):
+    """``wav [B, L]`` (16 kHz) -> normalised log-mel ``[B, n_mels, N]``, ``N = L // hop + 1``."""
+
+    def __init__(self, sample_rate: int = 16000, n_mels: int = 64):
+        super().__init__()
+        if sample_rate % MEL_RATE:
+            raise ValueError(f"sample_rate {sample_rate} must be a multiple of {MEL_RATE}")
+        self.sample_rate = sample_rate
+        self.hop = sample_rate // MEL_RATE
+        self.n_mels = n_mels
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sample_rate, n_fft=int(round(0.025 * sample_rate)), hop_length=self.hop,
+            n_mels=n_mels, f_min=20.0, f_max=sample_rate / 2, center=True, pad_mode="constant",
+            power=2.0, norm="slaney", mel_scale="slaney",
+        )
+
+    def num_frames(self, num_samples: int) -> int:
+        return num_samples // self.hop + 1
+
+    @torch.no_grad()
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        mel = self.mel(wav.float())  # [B, n_mels, N]
+        logmel = torch.clamp(mel, min=1e-10).log10()
+        peak = logmel.amax(dim=(1, 2), keepdim=True)  # [B, 1, 1]
+        return (torch.maximum(logmel, peak - 8.0) + 4.0) / 4.0
