@@ -8,6 +8,7 @@ from toy_stream_lm import EOS, EOT, PAD, naive_greedy, prompt_tokens
 from ualm_tk.inference import (
     DecodeConfig, GuidanceError, SamplingConfig, cfg_combine, cfg_prompt_batch, generate, unconditional_tokens,
 )
+from ualm_tk.inference.cfg import plausibility_mask
 
 
 def decode_config(lm, **kw):
@@ -69,7 +70,8 @@ def test_cfg_with_lambda_one_equals_plain_sampling(toy_lm, uncond_len):
     plain = generate(toy_lm.decoder, emb(prompt), emb, toy_lm.logits_fn, decode_config(toy_lm, num_samples=2),
                      generator=torch.Generator().manual_seed(11))
     guided = generate(toy_lm.decoder, emb(prompt), emb, toy_lm.logits_fn,
-                      decode_config(toy_lm, num_samples=2, guidance_scale=1.0), uncond_prompt_embeds=emb(uncond),
+                      decode_config(toy_lm, num_samples=2, guidance_scale=1.0, cfg_plausibility=0.1),
+                      uncond_prompt_embeds=emb(uncond),
                       generator=torch.Generator().manual_seed(11))
     assert torch.equal(plain.tokens, guided.tokens)
     assert torch.equal(plain.lengths, guided.lengths)
@@ -92,3 +94,43 @@ def test_cfg_greedy_equals_separate_cond_and_uncond_recomputation(toy_lm):
     ref = naive_greedy(toy_lm, prompt, cfg.allowed, cfg.delays, cfg.max_steps, scale=3.0, uncond=uncond)
     for b, rows in enumerate(ref):
         assert out.tokens[b, : len(rows)].tolist() == rows
+
+
+def test_plausibility_keeps_guidance_from_promoting_a_token_both_models_rule_out():
+    # 4 codes + <eos> (id 4): the conditional model gives <eos> 1e-4, the unconditional one 1e-7
+    cond = torch.log(torch.tensor([[[0.4, 0.3, 0.2, 0.0999, 1e-4]]]))  # [R=1, K=1, V=5]
+    uncond = torch.log(torch.tensor([[[0.25, 0.25, 0.25, 0.25 - 1e-7, 1e-7]]]))
+    guided = cfg_combine(torch.cat([cond, uncond]), 3.0)
+    assert int(guided.argmax(-1)) == 4  # plain CFG: 3·log(1e-4) − 2·log(1e-7) ≈ +4.6 beats every code
+    keep = plausibility_mask(cond, 0.1)
+    assert keep.tolist() == [[[True, True, True, True, False]]]  # p >= 0.1 x 0.4 = 0.04
+    assert int(guided.masked_fill(~keep, float("-inf")).argmax(-1)) == 0
+    assert plausibility_mask(cond, 0.0).all()
+    with pytest.raises(GuidanceError, match="plausibility alpha"):
+        plausibility_mask(cond, 1.0)
+
+
+def test_generation_never_samples_outside_the_plausible_set(toy_lm):
+    prompt = prompt_tokens(1, 6, toy_lm)
+    uncond = torch.full((1, 6, toy_lm.K), PAD)
+    emb = toy_lm.embed_fn
+    cfg = decode_config(toy_lm, guidance_scale=3.0, cfg_plausibility=0.3, max_steps=8,
+                        sampling=SamplingConfig(top_k=50, temperature=2.0))
+    seen = []
+
+    def logits_fn(h):  # record each step's conditional row, as the sampler sees it
+        out = toy_lm.logits_fn(h)
+        seen.append(out[:1].clone())
+        return out
+
+    res = generate(toy_lm.decoder, emb(prompt), emb, logits_fn, cfg, uncond_prompt_embeds=emb(uncond),
+                   generator=torch.Generator().manual_seed(0))
+    from ualm_tk.inference.sampling import vocab_bias
+
+    bias = vocab_bias(cfg.allowed)
+    for t in range(res.tokens.shape[1]):
+        keep = plausibility_mask(seen[t].float() + bias, 0.3)[0]  # [K, V]
+        for k in range(toy_lm.K):
+            tok = int(res.tokens[0, t, k])
+            if tok != PAD:
+                assert keep[k, tok], (t, k, tok)

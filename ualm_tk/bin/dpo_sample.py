@@ -31,6 +31,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--nj", type=int, default=1, help="number of shards")
     p.add_argument("--job", type=int, default=1, help="this shard (1-based)")
     p.add_argument("--guidance_scale", type=float, default=3.0, help="CFG λ (<= 0: no CFG)")
+    p.add_argument("--cfg_plausibility", type=float, default=0.1,
+                   help="with CFG (λ != 1) sample only tokens whose conditional probability is >= this x the conditional maximum (0: off); keeps CFG from promoting tokens both models find unlikely, e.g. <eos> at frame 0")
     p.add_argument("--top_k", type=int, default=20)
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--max_steps", type=int, default=500)
@@ -77,6 +79,7 @@ def main(cmd: Optional[List[str]] = None) -> int:
             model, data, keys, args.output_dir, codec=codec, num_samples=args.num_samples,
             guidance_scale=args.guidance_scale if args.guidance_scale > 0 else None, top_k=args.top_k,
             temperature=args.temperature, max_steps=args.max_steps, seed=args.seed,
+            cfg_plausibility=args.cfg_plausibility,
         )
     except (TaskDataError, ValueError) as e:
         raise SystemExit(f"dpo_sample: {e}")

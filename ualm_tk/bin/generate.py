@@ -39,6 +39,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--output_dir", required=True)
     p.add_argument("--codec_dir", default=None, help="codec component dir to decode generated codes to a wav")
     p.add_argument("--guidance_scale", type=float, default=3.0, help="CFG λ for audio (<= 0: no CFG)")
+    p.add_argument("--cfg_plausibility", type=float, default=0.1,
+                   help="with CFG (λ != 1) sample only tokens whose conditional probability is >= this x the conditional maximum (0: off); keeps CFG from promoting tokens both models find unlikely, e.g. <eos> at frame 0")
     p.add_argument("--top_k", type=int, default=20)
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--max_steps", type=int, default=500)
@@ -109,6 +111,7 @@ def main(cmd: Optional[List[str]] = None) -> int:
     res = generate_from_segments(
         model, segs, guidance_scale=cfg, top_k=args.top_k, temperature=args.temperature,
         max_steps=args.max_steps, num_samples=args.num_samples if task == "caption_to_audio" else 1, seed=args.seed,
+        cfg_plausibility=args.cfg_plausibility,
     )
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--codec_dir", default=None, help="codec component dir: decode generated codes to wav/")
     p.add_argument("--vae_dir", default=None, help="enhancement VAE component dir: also write wav_vae/ (needs --codec_dir)")
     p.add_argument("--guidance_scale", type=float, default=3.0, help="CFG λ for audio (<= 0: no CFG)")
+    p.add_argument("--cfg_plausibility", type=float, default=0.1,
+                   help="with CFG (λ != 1) sample only tokens whose conditional probability is >= this x the conditional maximum (0: off); keeps CFG from promoting tokens both models find unlikely, e.g. <eos> at frame 0")
     p.add_argument("--top_k", type=int, default=20)
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--max_steps", type=int, default=500, help="most decoded positions per example")
@@ -105,8 +107,8 @@ def main(cmd: Optional[List[str]] = None) -> int:
     )
     if modality == "audio":
         settings.update(
-            guidance_scale=args.guidance_scale, top_k=args.top_k, temperature=args.temperature,
-            num_samples=args.num_samples, codec_dir=args.codec_dir and str(Path(args.codec_dir).resolve()),
+            guidance_scale=args.guidance_scale, cfg_plausibility=args.cfg_plausibility, top_k=args.top_k,
+            temperature=args.temperature, num_samples=args.num_samples, codec_dir=args.codec_dir and str(Path(args.codec_dir).resolve()),
             vae_dir=args.vae_dir and str(Path(args.vae_dir).resolve()),
         )
     try:
@@ -157,7 +159,7 @@ def main(cmd: Optional[List[str]] = None) -> int:
             res = generate_from_segments(
                 model, segs, guidance_scale=cfg, top_k=args.top_k, temperature=args.temperature,
                 max_steps=args.max_steps, num_samples=args.num_samples if modality == "audio" else 1,
-                seed=key_seed(args.seed, key),
+                seed=key_seed(args.seed, key), cfg_plausibility=args.cfg_plausibility,
             )
         except TaskDataError as e:
             raise SystemExit(f"{args.data_json}: key '{key}': {e}")

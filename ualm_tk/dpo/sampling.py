@@ -69,6 +69,7 @@ def sample_candidates(
     guidance_scale: Optional[float] = 3.0,
     top_k: int = 20,
     temperature: float = 0.8,
+    cfg_plausibility: float = 0.1,
     max_steps: int = 500,
     seed: int = 0,
 ) -> Dict[str, int]:
@@ -99,6 +100,7 @@ def sample_candidates(
             gens = generate_from_segments(
                 model, prompt_segments(data, key), guidance_scale=guidance_scale, top_k=top_k,
                 temperature=temperature, max_steps=max_steps, num_samples=num_samples, seed=prompt_seed(seed, key),
+                cfg_plausibility=cfg_plausibility,
             )
             counts["prompts"] += 1
             for i, g in enumerate(gens):

@@ -3,7 +3,9 @@
 Row layout: rows ``[0, R)`` are conditional, rows ``[R, 2R)`` unconditional (``R`` = prompts x
 samples); both halves receive the same sampled tokens each step, so every unconditional row has
 its own cache rows in the same cache. Logits combine as ``λ·cond + (1−λ)·uncond`` (paper λ = 3)
-BEFORE masking and sampling; λ = 1 returns the conditional logits bit for bit.
+BEFORE masking and sampling; λ = 1 returns the conditional logits bit for bit. With λ ≠ 1,
+:func:`plausibility_mask` restricts the guided logits to tokens the conditional model finds
+plausible (``DecodeConfig.cfg_plausibility``).
 
 The unconditional prompt is the conditional one with the condition replaced by ``<pad>`` — the
 same substitution CFG dropout makes in training — so both prompts have equal length by
@@ -36,6 +38,24 @@ def cfg_combine(logits: torch.Tensor, scale: float) -> torch.Tensor:
         raise GuidanceError(f"CFG logits need an even number of rows (cond + uncond), got {logits.shape[0]}")
     cond, uncond = logits.chunk(2, dim=0)
     return torch.add(cond * scale, uncond, alpha=1.0 - scale)
+
+
+def plausibility_mask(cond_logits: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``cond_logits [R, K, V]`` (vocabulary mask already added) -> keep ``[R, K, V]`` bool.
+
+    Keeps the tokens whose CONDITIONAL probability is at least ``alpha`` times the most likely
+    token's (the adaptive plausibility constraint of contrastive decoding, Li et al. 2023). CFG
+    extrapolates ``cond + (λ−1)(cond − uncond)``: a token both models find very unlikely — e.g.
+    ``<eos>`` at the first audio frame, which the unconditional model rules out even harder —
+    can be pushed to the top. Guidance then only re-ranks tokens the conditional model finds
+    plausible. ``alpha`` 0 keeps everything.
+    """
+    if not 0.0 <= alpha < 1.0:
+        raise GuidanceError(f"plausibility alpha must be in [0, 1), got {alpha!r}")
+    logp = torch.log_softmax(cond_logits.float(), dim=-1)
+    if alpha == 0.0:
+        return torch.ones_like(logp, dtype=torch.bool)
+    return logp >= logp.max(dim=-1, keepdim=True).values + math.log(alpha)
 
 
 def unconditional_tokens(

@@ -27,7 +27,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from ualm_tk.inference.cfg import cfg_combine, cfg_prompt_batch, check_guidance_scale
+from ualm_tk.inference.cfg import cfg_combine, cfg_prompt_batch, check_guidance_scale, plausibility_mask
 from ualm_tk.inference.sampling import SamplingConfig, sample_tokens, vocab_bias
 from ualm_tk.lm.abs_decoder import AbsDecoder
 
@@ -48,6 +48,8 @@ class DecodeConfig:
     ``allowed [K, V]`` bool (from :func:`~ualm_tk.inference.sampling.stream_vocab_mask`);
     ``stop_ids`` are checked in stream 0; ``delays`` has one entry per stream, ``delays[0] == 0``.
     ``guidance_scale`` None = no CFG (the caller then gives no unconditional prompt).
+    ``cfg_plausibility`` α: with CFG at λ ≠ 1, only tokens with conditional probability >= α x
+    the conditional maximum may be sampled (:func:`~ualm_tk.inference.cfg.plausibility_mask`).
     """
 
     allowed: torch.Tensor
@@ -58,6 +60,7 @@ class DecodeConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     guidance_scale: Optional[float] = None
     num_samples: int = 1
+    cfg_plausibility: float = 0.0
 
     def __post_init__(self) -> None:
         if self.allowed.dim() != 2 or self.allowed.dtype != torch.bool:
@@ -80,6 +83,8 @@ class DecodeConfig:
             raise GenerationError(f"num_samples must be >= 1, got {self.num_samples}")
         if self.guidance_scale is not None:
             self.guidance_scale = check_guidance_scale(self.guidance_scale)
+        if not 0.0 <= self.cfg_plausibility < 1.0:
+            raise GenerationError(f"cfg_plausibility must be in [0, 1), got {self.cfg_plausibility}")
 
     @property
     def tail_rows(self) -> int:
@@ -193,7 +198,11 @@ def generate(
         if logits.dim() != 3 or tuple(logits.shape[:2]) != (N, K) or logits.shape[2] != V:
             raise GenerationError(f"logits_fn returned {tuple(logits.shape)}, expected {(N, K, V)}")
         if use_cfg:
+            cond = logits[:R]  # [R, K, V]
             logits = cfg_combine(logits, config.guidance_scale)  # [R, K, V]
+            if config.cfg_plausibility > 0 and config.guidance_scale != 1.0:
+                keep = plausibility_mask(cond.float() + bias, config.cfg_plausibility)
+                logits = logits.float().masked_fill(~keep, float("-inf"))
         logits = logits.float() + bias
         tok = sample_tokens(logits, config.sampling, generator)  # [R, K]
 

@@ -91,6 +91,7 @@ def generate_from_segments(
     max_steps: int = 500,
     num_samples: int = 1,
     seed: int = 0,
+    cfg_plausibility: float = 0.1,
 ) -> List[Generation]:
     """Decode the assistant turn that ``segments`` (a prompt, see make_prompt_segments) opens."""
     lay, pattern = model.layout, model.pattern
@@ -125,7 +126,7 @@ def generate_from_segments(
     config = DecodeConfig(
         allowed=allowed, pad_id=sp.PAD, stop_ids=[sp.EOS] if out_modality == "audio" else [sp.EOS, sp.EOT],
         delays=delays, max_steps=max_steps, sampling=sampling, guidance_scale=guidance_scale,
-        num_samples=num_samples,
+        num_samples=num_samples, cfg_plausibility=cfg_plausibility if out_modality == "audio" else 0.0,
     )
     gen = torch.Generator(device=device).manual_seed(seed)
     out = generate(model.decoder, embeds, model.embed_fn, model.logits_fn, config,
