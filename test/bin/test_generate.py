@@ -9,10 +9,9 @@ import soundfile as sf
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "models"))
-from lm_corpus import K, N, build_corpus  # noqa: E402
+from lm_corpus import K, N, build_corpus, save_tiny_codec, train_tiny_lm  # noqa: E402
 
 from ualm_tk.bin.generate import main  # noqa: E402
-from ualm_tk.codec import MiniRVQCodec, save_codec  # noqa: E402
 from ualm_tk.data.task_templates import make_prompt_segments  # noqa: E402
 from ualm_tk.models.generation import generate_from_segments, load_model_dir  # noqa: E402
 
@@ -28,19 +27,9 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, repo_root):
-    from ualm_tk.tasks.ualm import main as train
-
     root = tmp_path_factory.mktemp("gen")
     c = build_corpus(root)
-    args = ["--config", str(repo_root / "egs2/TEMPLATE/ualm1/conf/train_ualm_tiny.yaml"), "--token_dir", str(c["token_dir"]),
-            "--output_dir", str(root / "exp"), "--max_epoch", "1"]
-    for t, p in c["data"].items():
-        args += ["--train_data_path_and_name_and_type", f"{p},{t},data_json",
-                 "--valid_data_path_and_name_and_type", f"{p},{t},data_json"]
-    train(args)
-    codec = MiniRVQCodec(strides=[2, 4, 8, 10], channels=[8, 8, 8, 8], latent_dim=16, num_codebooks=K, codebook_size=N)
-    save_codec(codec.eval(), root / "codec")
-    return dict(exp=root / "exp", codec=root / "codec", corpus=c)
+    return dict(exp=train_tiny_lm(c, root / "exp", repo_root), codec=save_tiny_codec(root / "codec"), corpus=c)
 
 
 def test_caption_to_audio_writes_codes_and_wav(model_dir, tmp_path):

@@ -11,12 +11,11 @@ import soundfile as sf
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "models"))
-from lm_corpus import K, N, build_corpus  # noqa: E402
+from lm_corpus import K, N, build_corpus, save_tiny_codec, train_tiny_lm  # noqa: E402
 
 from ualm_tk.bin.lm_decode import main as decode  # noqa: E402
 from ualm_tk.bin.lm_decode_merge import main as merge  # noqa: E402
 from ualm_tk.bin.lm_heldout_loss import main as heldout  # noqa: E402
-from ualm_tk.codec import MiniRVQCodec, save_codec  # noqa: E402
 from ualm_tk.data.kaldi_files import read_kaldi_file  # noqa: E402
 from ualm_tk.data.task_data import TaskData, load_codes  # noqa: E402
 from ualm_tk.inference.batch_decode import key_seed, shard_keys  # noqa: E402
@@ -36,21 +35,11 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, repo_root):
-    from ualm_tk.tasks.ualm import main as train
-
     root = tmp_path_factory.mktemp("lmdec")
     c = build_corpus(root)
-    args = ["--config", str(repo_root / "egs2/TEMPLATE/ualm1/conf/train_ualm_tiny.yaml"), "--token_dir", str(c["token_dir"]),
-            "--output_dir", str(root / "exp"), "--max_epoch", "1"]
-    for t, p in c["data"].items():
-        args += ["--train_data_path_and_name_and_type", f"{p},{t},data_json",
-                 "--valid_data_path_and_name_and_type", f"{p},{t},data_json"]
-    train(args)
-    torch.manual_seed(0)
-    codec = MiniRVQCodec(strides=[2, 4, 8, 10], channels=[8, 8, 8, 8], latent_dim=16, num_codebooks=K, codebook_size=N)
-    save_codec(codec.eval(), root / "codec")
+    exp, codec = train_tiny_lm(c, root / "exp", repo_root), save_tiny_codec(root / "codec")
     save_vae(build_vae("residual_vae", VAE_CONF).eval(), root / "vae", "residual_vae", VAE_CONF)
-    return dict(exp=root / "exp", codec=root / "codec", vae=root / "vae", corpus=c)
+    return dict(exp=exp, codec=codec, vae=root / "vae", corpus=c)
 
 
 def _run(trained, task, out, nj, job, *extra):

@@ -5,9 +5,8 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "models"))
-from lm_corpus import K, N, build_corpus  # noqa: E402
+from lm_corpus import K, N, build_corpus, save_tiny_codec, train_tiny_lm  # noqa: E402
 
-TINY_LM = "egs2/TEMPLATE/ualm1/conf/train_ualm_tiny.yaml"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -27,22 +26,11 @@ def dpo_corpus(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, dpo_corpus, repo_root):
     """A tiny UALM trained for one epoch (the stage-5 model dir) and a tiny real codec dir."""
-    from ualm_tk.codec import MiniRVQCodec, save_codec
-    from ualm_tk.tasks.ualm import main as train
-
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("dpo_exp")
-    args = ["--config", str(repo_root / TINY_LM), "--token_dir", str(dpo_corpus["token_dir"]),
-            "--output_dir", str(root / "ualm"), "--max_epoch", "1", "--seed", "1",
-            "--audio_encoder_conf", "{size: tiny, dropout: 0.0}"]
-    for t, p in dpo_corpus["data"].items():
-        args += ["--train_data_path_and_name_and_type", f"{p},{t},data_json",
-                 "--valid_data_path_and_name_and_type", f"{p},{t},data_json"]
-    train(args)
-    torch.manual_seed(0)
-    codec = MiniRVQCodec(strides=[2, 4, 8, 10], channels=[8, 8, 8, 8], latent_dim=16, num_codebooks=K, codebook_size=N)
-    save_codec(codec.eval(), root / "codec")
+    train_tiny_lm(dpo_corpus, root / "ualm", repo_root, "--seed", "1", "--audio_encoder_conf", "{size: tiny, dropout: 0.0}")
+    save_tiny_codec(root / "codec")
     torch.set_num_threads(n)
     return dict(root=root, model_dir=root / "ualm", codec_dir=root / "codec")
 

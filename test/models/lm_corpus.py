@@ -53,3 +53,31 @@ def build_corpus(root: Path, num_clips: int = 12, seed: int = 0):
         data.save(p)
         paths[task] = p
     return dict(root=root, token_dir=td, layout=layout, tokenizer=tok, data=paths, data_dir=d)
+
+
+TINY_LM_CONFIG = "egs2/TEMPLATE/ualm1/conf/train_ualm_tiny.yaml"
+
+
+def train_tiny_lm(corpus, out_dir: Path, repo_root: Path, *extra: str) -> Path:
+    """Stage 5 on ``corpus`` (from :func:`build_corpus`) with the tiny config, one epoch -> the model dir."""
+    from ualm_tk.tasks.ualm import main as train
+
+    args = ["--config", str(repo_root / TINY_LM_CONFIG), "--token_dir", str(corpus["token_dir"]),
+            "--output_dir", str(out_dir), "--max_epoch", "1", *extra]
+    for t, p in corpus["data"].items():
+        args += ["--train_data_path_and_name_and_type", f"{p},{t},data_json",
+                 "--valid_data_path_and_name_and_type", f"{p},{t},data_json"]
+    train(args)
+    return Path(out_dir)
+
+
+def save_tiny_codec(out_dir: Path) -> Path:
+    """A random mini_rvq codec with the corpus' K and N, saved as a component dir."""
+    import torch
+
+    from ualm_tk.codec import MiniRVQCodec, save_codec
+
+    torch.manual_seed(0)
+    codec = MiniRVQCodec(strides=[2, 4, 8, 10], channels=[8, 8, 8, 8], latent_dim=16, num_codebooks=K, codebook_size=N)
+    save_codec(codec.eval(), out_dir)
+    return Path(out_dir)

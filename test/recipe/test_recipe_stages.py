@@ -348,3 +348,118 @@ def test_stage_7_rerun_is_a_no_op(recipe_stage7, repo_root):
     for task in ("audio_qa", "text_only", "caption_to_audio"):
         assert f"{task}_test already done" in r.stdout
     assert (dec / "audio_qa_test" / "text").stat().st_mtime_ns == stamp
+
+
+# ---- stage 8: scoring ----
+# The evaluators train on train + test here: on a 40-clip corpus the 4 test clips hold event classes
+# that the 32 training clips lack, and a tagger cannot score a class it never saw. The default
+# recipe trains them on the train set only.
+STAGE8 = ("--stage", "8", "--stop_stage", "8", "--decode_tasks", "audio_qa text_only caption_to_audio",
+          "--inference_opts", "--max_steps 40", "--scorer_train_opts", "--max_epochs 1",
+          "--scorer_train_sets", "train test", "--num_result_samples", "2")
+DECODE = LM_EXP + "/decode_cfg3.0_topk20_temp0.8_max_steps40"
+
+
+@pytest.fixture(scope="module")
+def recipe_stage8(recipe_stage7, repo_root):
+    rec, env, _ = recipe_stage7
+    r = run(rec, env, *STAGE8, *_lm_opts(repo_root))
+    return rec, env, r
+
+
+def _scores(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
+
+
+def test_stage_8_trains_evaluators_and_scores_decodes_and_ceilings(recipe_stage8):
+    rec, env, r = recipe_stage8
+    for name in ("tagger", "clap_mini"):
+        sdir = rec / "exp" / f"scorer_{name}"
+        assert (sdir / "component.yaml").is_file() and (sdir / ".done").is_file()
+        assert "test" in _scores(sdir / "results.json")  # its own accuracy on the first test set
+        assert (sdir / "RESULTS.md").is_file()
+    dec = rec / DECODE / "caption_to_audio_test"
+    gen = _scores(dec / "scores.json")
+    for key in ("FD[scorer_tagger]", "KL[scorer_tagger]", "event_recall[scorer_tagger]",
+                "event_precision[scorer_tagger]", "FD[scorer_clap_mini]", "CLAP[scorer_clap_mini]"):
+        assert key in gen, sorted(gen)
+        assert gen[key]["backbone"] and gen[key]["sample_rate"] and "better" in gen[key]["direction"]
+        assert gen[key]["num_items"] == 4  # every test clip, none skipped
+    assert gen["KL[scorer_tagger]"]["details"]["direction"] == "KL(ref || gen)"
+    assert set(_scores(dec / "scores_vae.json")) == set(gen)
+    ceil = rec / "exp" / "ceilings_test"
+    gt, codec, vae = (_scores(ceil / n / "scores.json") for n in ("ground_truth", "codec", "vae"))
+    # the reference clips against themselves: no distance; their codec resynthesis: some
+    assert abs(gt["FD[scorer_tagger]"]["value"]) < 1e-3 and abs(gt["KL[scorer_tagger]"]["value"]) < 1e-6
+    assert codec["FD[scorer_tagger]"]["value"] > gt["FD[scorer_tagger]"]["value"]
+    assert set(vae) == set(gt)
+    # stage 3 already resynthesised the first test set: reused, not redone
+    assert read_kaldi_file(ceil / "codec" / "wav.scp") == read_kaldi_file(rec / "dump" / "vae" / "test" / "wav.scp")
+    assert "Stage 8: done; results table:" in r.stdout and "results_samples/" in r.stdout
+
+
+def test_stage_8_writes_one_results_page_with_plots_and_samples(recipe_stage8):
+    import matplotlib.image as mpimg
+
+    rec, env, r = recipe_stage8
+    md = (rec / "RESULTS.md").read_text()
+    assert "ceiling: ground-truth test audio" in md and "ceiling: codec resynthesis + VAE enhancement" in md
+    assert "ualm_train_ualm_tiny/decode_cfg3.0_topk20_temp0.8_max_steps40 + VAE" in md
+    assert "| FD[scorer_tagger] |" in md and "Hz |" in md and "lower is better" in md
+    assert "Held-out audio-token loss vs unigram baseline" in md
+    assert "chance: majority" in md and "audio_qa:" in md and "text_only:" in md
+    for png in ("metrics_test.png", "spectrograms_test.png"):
+        img = mpimg.imread(rec / "results_images" / png)
+        assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100 and img.std() > 0
+        assert f"results_images/{png}" in md
+    wavs = sorted(p.name for p in (rec / "results_samples" / "test").glob("*.wav"))
+    assert len(wavs) == 6 and sum(".reference." in w for w in wavs) == 2 and sum("generated_vae" in w for w in wavs) == 2
+    for w in wavs:
+        assert sf.info(str(rec / "results_samples" / "test" / w)).frames > 0
+
+
+def test_stage_8_rerun_is_a_no_op(recipe_stage8, repo_root):
+    rec, env, _ = recipe_stage8
+    paths = [rec / DECODE / "caption_to_audio_test" / "scores.json", rec / "RESULTS.md",
+             rec / "exp" / "ceilings_test" / "vae" / "scores.json", rec / "exp" / "scorer_tagger" / "model.pth"]
+    stamps = [p.stat().st_mtime_ns for p in paths]
+    r = run(rec, env, *STAGE8, *_lm_opts(repo_root))
+    assert "evaluator exp/scorer_tagger already done" in r.stdout
+    assert "Stage 8: generated audio:" in r.stdout and "already done" in r.stdout
+    assert "RESULTS.md already up to date" in r.stdout
+    assert [p.stat().st_mtime_ns for p in paths] == stamps
+
+
+def test_stage_8_missing_decode_file_fails_clearly(recipe_stage8, repo_root):
+    rec, env, _ = recipe_stage8
+    victim = rec / DECODE / "caption_to_audio_test" / "heldout_loss.json"
+    moved = victim.with_name("heldout_loss.json.away")
+    victim.rename(moved)
+    try:
+        r = run(rec, env, *STAGE8, *_lm_opts(repo_root), check=False)
+    finally:
+        moved.rename(victim)
+    assert r.returncode != 0
+    assert f"{DECODE}/caption_to_audio_test/heldout_loss.json is missing" in r.stderr
+    # a decode dir that stage 7 never wrote
+    r = run(rec, env, *STAGE8, *_lm_opts(repo_root), "--decode_tasks", "audio_qa audio_to_caption", check=False)
+    assert r.returncode != 0 and f"{DECODE}/audio_to_caption_test is not finished" in r.stderr
+
+
+def test_stage_8_scores_captions(recipe_stage8, repo_root):
+    """audio_to_caption: decoded by stage 7, scored with BLEU/METEOR/ROUGE-L/CIDEr by stage 8 (empty
+    captions of the tiny model included); the page is remade for these tasks only."""
+    rec, env, _ = recipe_stage8
+    opts = [a if a != "audio_qa text_only caption_to_audio" else "audio_to_caption" for a in STAGE8]
+    opts[1] = "7"  # --stage 7
+    r = run(rec, env, *opts, *_lm_opts(repo_root))
+    scores = _scores(rec / DECODE / "audio_to_caption_test" / "scores.json")
+    for m in ("BLEU_4", "METEOR", "ROUGE_L", "CIDEr"):
+        assert m in scores and scores[m]["num_items"] == 4 and scores[m]["direction"] == "higher is better"
+        assert 0.0 <= scores[m]["value"] <= 10.0
+    md = (rec / "RESULTS.md").read_text()
+    assert "Audio captioning (audio_to_caption)" in md and "| METEOR |" in md
+    assert "ceiling" not in md and not list((rec / "results_images").glob("*.png"))
+    assert "Stage 8: done" in r.stdout

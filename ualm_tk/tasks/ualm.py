@@ -118,13 +118,16 @@ class UALMTask(AbsTask):
             sample_rate=int(conf["sample_rate"]), audio_weight=conf["audio_weight"], seed=args.seed,
         )
 
+    #: the iterator factory class over :meth:`build_dataset`'s dataset (the DPO task swaps it)
+    iter_factory_class = LMIterFactory
+
     @classmethod
     def build_task_iter_factory(cls, args: argparse.Namespace, iter_options: IteratorOptions, mode: str):
         dataset = cls.build_dataset(args, iter_options.data_path_and_name_and_type, train=iter_options.train)
         rank, world = 0, 1
         if iter_options.distributed:
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        return LMIterFactory(
+        return cls.iter_factory_class(
             dataset, batch_bins=iter_options.batch_bins, max_batch_size=iter_options.batch_size, seed=args.seed,
             num_iters_per_epoch=iter_options.num_iters_per_epoch, shuffle=iter_options.train,
             rank=rank, world_size=world, num_workers=args.num_workers,

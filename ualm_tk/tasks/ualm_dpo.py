@@ -34,7 +34,6 @@ import logging
 from pathlib import Path
 from typing import Dict
 
-import torch
 import yaml
 from espnet2.utils.nested_dict_action import NestedDictAction
 from typeguard import typechecked
@@ -91,6 +90,8 @@ def adopt_init_architecture(args: argparse.Namespace) -> None:
 class UALMDPOTask(UALMTask):
     """AbsTask for DPO on top of :class:`UALMTask` (see module doc)."""
 
+    iter_factory_class = PairIterFactory  # batches of B chosen rows followed by their B rejected rows
+
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):
         super().add_task_arguments(parser)
@@ -115,18 +116,6 @@ class UALMDPOTask(UALMTask):
         pattern = pattern_choices.get_class(args.pattern)(**(args.pattern_conf or {}))
         return PairsDataset(paths, TokenLayout.load(args.token_dir), pattern, pattern_name=args.pattern,
                             max_len=max_len, audio_weight=conf["audio_weight"])
-
-    @classmethod
-    def build_task_iter_factory(cls, args: argparse.Namespace, iter_options, mode: str):
-        dataset = cls.build_dataset(args, iter_options.data_path_and_name_and_type, train=iter_options.train)
-        rank, world = 0, 1
-        if iter_options.distributed:
-            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        return PairIterFactory(
-            dataset, batch_bins=iter_options.batch_bins, max_batch_size=iter_options.batch_size, seed=args.seed,
-            num_iters_per_epoch=iter_options.num_iters_per_epoch, shuffle=iter_options.train,
-            rank=rank, world_size=world, num_workers=args.num_workers,
-        )
 
     @classmethod
     @typechecked

@@ -23,8 +23,8 @@ die() { echo "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$0")) ERROR: $*" >&2; ex
 # Stages this version of the toolkit implements, in order.
 stage_names=([1]="data preparation" [2]="audio formatting and validation"
   [3]="codec and enhancement-VAE training" [4]="tokenisation" [5]="LM training" [6]="DPO"
-  [7]="inference")
-last_implemented_stage=7
+  [7]="inference" [8]="scoring")
+last_implemented_stage=8
 
 # <options>
 # first stage to run
@@ -124,6 +124,18 @@ temperature=0.8
 inference_seed=0
 # stage 7: model dir to decode with (default: the stage-5 experiment dir exp/ualm_<tag>)
 inference_model=
+# stage 8: trained evaluator model dirs (scorer components), space-separated; empty: train them from --scorer_configs
+scorer_dirs=
+# stage 8: evaluator training configs, one exp/scorer_<config name> each (default: the template's tagger + clap_mini)
+scorer_configs=
+# stage 8: sets the evaluators are trained on (default: --train_set); they are evaluated on the first test set
+scorer_train_sets=
+# stage 8: extra options for python -m ualm_tk.bin.scorer_train (e.g. "--max_epochs 1")
+scorer_train_opts=
+# stage 8: extra options for python -m ualm_tk.bin.score_dir (e.g. "--kl_direction gen||ref --event_threshold 0.4")
+scoring_opts=
+# stage 8: generations per test set drawn as spectrograms in results_images/ and copied to results_samples/
+num_result_samples=3
 # </options>
 
 cmdline="$0 $*"
@@ -206,6 +218,23 @@ if [ -z "${inference_tag}" ]; then
   [ "${inference_seed}" -eq 0 ] || inference_tag+="_seed${inference_seed}"
   # shellcheck disable=SC2001
   [ -z "${inference_opts}" ] || inference_tag+="$(echo "${inference_opts}" | sed -e 's/--/_/g' -e 's/[ =]//g')"
+fi
+decode_root="${inference_model}/decode_${inference_tag}"
+# stage 8 options
+template_dir=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
+[ -n "${scorer_configs}" ] || scorer_configs="${template_dir}/conf/scorer/tagger.yaml ${template_dir}/conf/scorer/clap_mini.yaml"
+[ -n "${scorer_train_sets}" ] || scorer_train_sets=${train_set}
+[[ "${num_result_samples}" =~ ^[1-9][0-9]*$ ]] || die "--num_result_samples must be >= 1, got '${num_result_samples}'"
+if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
+  if [ -n "${scorer_dirs}" ]; then
+    for d in ${scorer_dirs}; do
+      [ -f "${d}/component.yaml" ] || die "--scorer_dirs: ${d} has no component.yaml (not a trained scorer)"
+    done
+  else
+    for c in ${scorer_configs}; do
+      [ -f "${c}" ] || die "--scorer_configs: ${c}: no such file"
+    done
+  fi
 fi
 # the enhancement VAE used at inference: --vae_dir, else the one stage 3 trains, else none
 if [ -n "${vae_dir}" ]; then
@@ -580,7 +609,6 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
   fi
   model_sig=$(stat -L -c '%n %s %Y' "${inference_model}"/*.pth 2>/dev/null | cksum | cut -d' ' -f1)
   codec_sig=$(cat "${codec_dir}"/component.yaml "${codec_dir}"/model.pth 2>/dev/null | cksum | cut -d' ' -f1)
-  decode_root="${inference_model}/decode_${inference_tag}"
   for s in ${test_sets}; do
     for t in ${decode_tasks}; do
       json="${dumpdir}/${t}/${s}/data.json"
@@ -622,6 +650,172 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
     done
   done
   log "Stage 7: done; outputs in ${decode_root}/<task>_<set>/ (text, wav.scp, scores_understanding.md, heldout_loss.md)"
+fi
+
+# ---- stage 8: scoring ----
+if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
+  # 8a: evaluator models (an audio tagger and a text-audio contrastive model), each with its own accuracy
+  if [ -n "${scorer_dirs}" ]; then
+    log "Stage 8: using the evaluator models ${scorer_dirs}; evaluator training skipped"
+    eval_scorers=${scorer_dirs}
+  else
+    eval_scorers=
+    tagger_dir=
+    sc_data=()
+    for s in ${scorer_train_sets}; do
+      [ -f "${dumpdir}/audio/${s}/wav.scp" ] || die "Stage 8: ${dumpdir}/audio/${s}/wav.scp is missing; run stage 2 first"
+      sc_data+=("${dumpdir}/audio/${s}")
+    done
+    for conf in ${scorer_configs}; do
+      sdir="${expdir}/scorer_$(basename "${conf}" .yaml)"
+      kind=$(python -c 'import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get("scorer", ""))' "${conf}")
+      init_opt=()
+      # the contrastive model's audio tower starts from the tagger trained just before it
+      [ "${kind}" = clap_mini ] && [ -n "${tagger_dir}" ] && init_opt=(--init_from "${tagger_dir}")
+      sig="config=$(cksum < "${conf}" | cut -d' ' -f1) train=${scorer_train_sets} valid=${valid_set} init=${init_opt[*]+${init_opt[*]}} opts=${scorer_train_opts}"
+      if stage_is_done "${sdir}/.done" "${sig}"; then
+        log "Stage 8: evaluator ${sdir} already done; --force true redoes it"
+      else
+        if [ -f "${sdir}/checkpoint.pth" ] && [ "${force}" = true ]; then
+          rm -f "${sdir}/checkpoint.pth"
+        fi
+        log "Stage 8: ${stage_names[8]}: evaluator ${dumpdir}/audio/{${scorer_train_sets// /,}} -> ${sdir} (config ${conf})"
+        # shellcheck disable=SC2086
+        run_jobs "${train_cmd}" "${sdir}/log" "${sdir}/log/train.log" \
+          python -m ualm_tk.bin.scorer_train --config "${conf}" --data_dirs "${sc_data[@]}" --audio_dirs "${sc_data[@]}" \
+            --valid_data_dir "${dumpdir}/audio/${valid_set}" --valid_audio_dir "${dumpdir}/audio/${valid_set}" \
+            --output_dir "${sdir}" "${init_opt[@]}" ${scorer_train_opts}
+        run_jobs "${train_cmd}" "${sdir}/log" "${sdir}/log/evaluate_${first_test_set}.log" \
+          python -m ualm_tk.bin.scorer_evaluate --scorer_dir "${sdir}" \
+            --data_dir "${dumpdir}/audio/${first_test_set}" --audio_dir "${dumpdir}/audio/${first_test_set}" \
+            --set_name "${first_test_set}"
+        echo "${sig}" > "${sdir}/.done"
+        log "Stage 8: evaluator ${sdir}: its own accuracy on ${first_test_set} is in ${sdir}/RESULTS.md"
+      fi
+      [ "${kind}" = tagger ] && tagger_dir=${sdir}
+      eval_scorers+=" ${sdir}"
+    done
+  fi
+  scorer_opts=()
+  for d in ${eval_scorers}; do
+    [ -f "${d}/component.yaml" ] || die "Stage 8: evaluator ${d} has no component.yaml (not a trained scorer)"
+    scorer_opts+=(--scorer_dir "${d}")
+  done
+  scorers_sum=$(for d in ${eval_scorers}; do cat "${d}/model.pth" 2>/dev/null; done | cksum | cut -d' ' -f1)
+
+  # score_audio <hyp dir> <scp name in it> <out dir> <done file> <set> <what>: score_dir with every evaluator
+  score_audio() {
+    local hyp=$1 scp=$2 out=$3 done_file=$4 set=$5 what=$6 sig
+    [ -f "${hyp}/${scp}" ] || die "Stage 8: ${hyp}/${scp} is missing; run stage 7 first"
+    sig="hyp=$(cksum < "${hyp}/${scp}" | cut -d' ' -f1) ref=$(cksum < "${dumpdir}/audio/${set}/wav.scp" | cut -d' ' -f1) scorers=${eval_scorers} scorers_sum=${scorers_sum} opts=${scoring_opts}"
+    if stage_is_done "${done_file}" "${sig}"; then
+      log "Stage 8: ${what}: ${out}/scores.json already done"
+      return 0
+    fi
+    log "Stage 8: ${stage_names[8]}: ${hyp}/${scp} vs ${dumpdir}/audio/${set} -> ${out}/scores.json (${what})"
+    # shellcheck disable=SC2086
+    run_jobs "${decode_cmd}" "${out}/log" "${out}/log/score_${scp%.scp}.log" \
+      python -m ualm_tk.bin.score_dir --hyp_dir "${hyp}" --hyp_wav_scp "${scp}" --ref_dir "${dumpdir}/audio/${set}" \
+        --captions false "${scorer_opts[@]}" --out_dir "${out}" ${scoring_opts}
+    echo "${sig}" > "${done_file}"
+  }
+
+  [ -d "${decode_root}" ] || die "Stage 8: ${decode_root} is missing; run stage 7 first (same --inference_* options)"
+  for s in ${test_sets}; do
+    for t in ${decode_tasks}; do
+      dir="${decode_root}/${t}_${s}"
+      [ -f "${dir}/.done" ] || die "Stage 8: ${dir} is not finished (no .done); run stage 7 first"
+      case "${t}" in
+        caption_to_audio)
+          score_audio "${dir}" wav.scp "${dir}" "${dir}/.done.scores" "${s}" "generated audio"
+          if [ -f "${dir}/wav_vae.scp" ]; then
+            score_audio "${dir}" wav_vae.scp "${dir}/scores_vae" "${dir}/.done.scores_vae" "${s}" "VAE-enhanced audio"
+            cmp -s "${dir}/scores_vae/scores.json" "${dir}/scores_vae.json" \
+              || cp "${dir}/scores_vae/scores.json" "${dir}/scores_vae.json"
+          fi ;;
+        audio_to_caption)
+          [ -f "${dir}/text" ] || die "Stage 8: ${dir}/text is missing; run stage 7 first"
+          sig="hyp=$(cksum < "${dir}/text" | cut -d' ' -f1) ref=$(cksum < "${dumpdir}/audio/${s}/text" | cut -d' ' -f1)"
+          if stage_is_done "${dir}/.done.scores" "${sig}"; then
+            log "Stage 8: captions: ${dir}/scores.json already done"
+          else
+            log "Stage 8: ${stage_names[8]}: ${dir}/text vs ${dumpdir}/audio/${s}/text -> ${dir}/scores.json (caption metrics)"
+            # an empty caption is a (bad) model output, not a broken file: it is scored as the word <empty>
+            mkdir -p "${dir}/caption_scoring"
+            awk 'NF == 1 { print $1 " <empty>"; next } { print }' "${dir}/text" > "${dir}/caption_scoring/text"
+            n_empty=$(awk 'NF == 1' "${dir}/text" | wc -l)
+            [ "${n_empty}" -eq 0 ] || log "Stage 8: ${n_empty} empty caption(s) in ${dir}/text, scored as '<empty>'"
+            run_jobs "${decode_cmd}" "${dir}/log" "${dir}/log/score_captions.log" \
+              python -m ualm_tk.bin.score_dir --hyp_dir "${dir}/caption_scoring" --ref_dir "${dumpdir}/audio/${s}" \
+                --out_dir "${dir}"
+            echo "${sig}" > "${dir}/.done.scores"
+          fi ;;
+        *)
+          [ -f "${dir}/scores_understanding.json" ] || die "Stage 8: ${dir}/scores_understanding.json is missing; rerun stage 7 (--force true)"
+          log "Stage 8: ${t} on ${s}: collecting ${dir}/scores_understanding.json" ;;
+      esac
+    done
+
+    # 8b: ceilings of text-to-audio on this set, scored the same way
+    [[ " ${decode_tasks} " == *" caption_to_audio "* ]] || continue
+    cdir="${expdir}/ceilings_${s}"
+    ref="${dumpdir}/audio/${s}"
+    mkdir -p "${cdir}/ground_truth" "${cdir}/codec"
+    cmp -s "${ref}/wav.scp" "${cdir}/ground_truth/wav.scp" || cp "${ref}/wav.scp" "${cdir}/ground_truth/wav.scp"
+    score_audio "${cdir}/ground_truth" wav.scp "${cdir}/ground_truth" "${cdir}/ground_truth/.done.scores" "${s}" "ceiling: ground truth"
+    codec_sum=$(cat "${codec_dir}"/component.yaml "${codec_dir}"/model.pth 2>/dev/null | cksum | cut -d' ' -f1)
+    sig="codec=${codec_dir} codec_sum=${codec_sum} ref=$(cksum < "${ref}/wav.scp" | cut -d' ' -f1)"
+    if ! stage_is_done "${cdir}/codec/.done" "${sig}"; then
+      if [ -f "${dumpdir}/vae/${s}/wav.scp" ] && [ -f "${expdir}/vae_${vae_tag}/.done" ] \
+          && cmp -s <(cut -d' ' -f1 "${dumpdir}/vae/${s}/wav.scp") <(cut -d' ' -f1 "${ref}/wav.scp"); then
+        log "Stage 8: ceiling: the codec resynthesis of stage 3 ${dumpdir}/vae/${s}/wav.scp -> ${cdir}/codec"
+        cp "${dumpdir}/vae/${s}/wav.scp" "${cdir}/codec/wav.scp"
+      else
+        log "Stage 8: ceiling: ${ref}/wav.scp -> ${cdir}/codec (codec resynthesis with ${codec_dir})"
+        run_jobs "${decode_cmd}" "${cdir}/log" "${cdir}/log/codec_resynth.log" \
+          python -m ualm_tk.bin.codec_resynth --codec_dir "${codec_dir}" --resample true \
+            --wav_scp "${ref}/wav.scp" --out_dir "${cdir}/codec"
+      fi
+      echo "${sig}" > "${cdir}/codec/.done"
+    fi
+    score_audio "${cdir}/codec" wav.scp "${cdir}/codec" "${cdir}/codec/.done.scores" "${s}" "ceiling: codec resynthesis"
+    if [ -n "${infer_vae_dir}" ]; then
+      [ -f "${infer_vae_dir}/component.yaml" ] || die "Stage 8: no trained VAE in ${infer_vae_dir}"
+      vae_sum=$(cat "${infer_vae_dir}"/component.yaml "${infer_vae_dir}"/model.pth 2>/dev/null | cksum | cut -d' ' -f1)
+      sig="vae=${infer_vae_dir} vae_sum=${vae_sum} codec=$(cksum < "${cdir}/codec/wav.scp" | cut -d' ' -f1)"
+      if ! stage_is_done "${cdir}/vae/.done" "${sig}"; then
+        log "Stage 8: ceiling: ${cdir}/codec -> ${cdir}/vae (enhanced with ${infer_vae_dir})"
+        run_jobs "${decode_cmd}" "${cdir}/log" "${cdir}/log/vae_enhance.log" \
+          python -m ualm_tk.bin.vae_enhance --vae_dir "${infer_vae_dir}" --wav_scp "${cdir}/codec/wav.scp" \
+            --out_dir "${cdir}/vae" --resample_input true
+        echo "${sig}" > "${cdir}/vae/.done"
+      fi
+      score_audio "${cdir}/vae" wav.scp "${cdir}/vae" "${cdir}/vae/.done.scores" "${s}" "ceiling: codec + VAE"
+    fi
+  done
+
+  # 8c: one RESULTS.md with tables and plots
+  ceil_opt=()
+  [[ " ${decode_tasks} " == *" caption_to_audio "* ]] && ceil_opt=(--ceilings_root "${expdir}")
+  inputs=$(for s in ${test_sets}; do
+             find "${decode_root}" -maxdepth 2 -path "*_${s}/*" \( -name 'scores*.json' -o -name heldout_loss.json \)
+             if [ -d "${expdir}/ceilings_${s}" ]; then find "${expdir}/ceilings_${s}" -maxdepth 2 -name scores.json; fi
+           done | sort)
+  # shellcheck disable=SC2086
+  sig="inputs=$(cat ${inputs} /dev/null | cksum | cut -d' ' -f1) tasks=${decode_tasks} sets=${test_sets} samples=${num_result_samples}"
+  # (made again whenever a score file changed: RESULTS.md only reflects its inputs)
+  if [ -f RESULTS.md ] && [ "${force}" != true ] && [ "$(cat "${expdir}/.done.results" 2>/dev/null)" = "${sig}" ]; then
+    log "Stage 8: RESULTS.md already up to date with its inputs"
+  else
+    rm -f "${expdir}/.done.results"
+    # shellcheck disable=SC2086
+    python -m ualm_tk.bin.make_results --exp_dirs "${decode_root}" --sets ${test_sets} --tasks ${decode_tasks} \
+      "${ceil_opt[@]}" --audio_dump "${dumpdir}/audio" --num_samples "${num_result_samples}" --out RESULTS.md \
+      || die "Stage 8: make_results failed (see above)"
+    echo "${sig}" > "${expdir}/.done.results"
+  fi
+  log "Stage 8: done; results table: $(pwd)/RESULTS.md; plots: $(pwd)/results_images/; sample wavs: $(pwd)/results_samples/;" \
+      "per-set scores: ${decode_root}/<task>_<set>/scores.json, ceilings: ${expdir}/ceilings_<set>/"
 fi
 
 log "finished stages ${stage}..${stop_stage}"
