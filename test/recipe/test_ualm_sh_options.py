@@ -56,7 +56,7 @@ def test_help_lists_every_option_with_default_and_comment(new_recipe, subprocess
         (["--force", "yes"], "--force expects true or false"),
         (["--stage", "9"], "stages are numbered 1..8"),
         (["--stage", "2", "--stop_stage", "1"], "--stage 2 is after --stop_stage 1"),
-        (["--num_result_samples", "0"], "--num_result_samples must be >= 1"),
+        (["--stop_stage", "4", "--num_result_samples", "0"], "--num_result_samples must be >= 1"),
         (["--audio_channels", "surround"], "--audio_channels must be mono or keep"),
         (["--nj"], "option --nj needs a value"),
         (["stray"], "unexpected arguments: stray"),
