@@ -238,14 +238,17 @@ def recipe_stage5(recipe_stage4, repo_root):
     _kill_training(rec, proc)
     killed_log = log.read_text(errors="replace")
     done_after_kill = (rec / LM_EXP / ".done").exists()
+    # decoding the partly trained model is refused (its config.yaml and checkpoint exist already)
+    early = run(rec, env, "--stage", "7", "--stop_stage", "7", *_lm_opts(repo_root), check=False)
     r = run(rec, env, "--stage", "5", "--stop_stage", "5", *_lm_opts(repo_root))
-    return rec, env, killed_log, done_after_kill, r
+    return rec, env, killed_log, done_after_kill, r, early
 
 
 def test_stage_5_killed_training_resumes_from_its_checkpoint(recipe_stage5):
-    rec, env, killed_log, done_after_kill, r = recipe_stage5
+    rec, env, killed_log, done_after_kill, r, early = recipe_stage5
     exp = rec / LM_EXP
     assert "The training was finished" not in killed_log and not done_after_kill
+    assert early.returncode != 0 and "has not finished (no .done from stage 5)" in early.stderr, early.stderr
     assert f"Stage 5: resuming the interrupted training from {LM_EXP}/checkpoint.pth" in r.stdout
     log = (exp / "train.log").read_text()
     assert "The training was resumed using" in log

@@ -593,6 +593,10 @@ fi
 if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
   [ -f "${inference_model}/config.yaml" ] \
     || die "Stage 7: ${inference_model} has no config.yaml: run stage 5 first or pass --inference_model <trained model dir>"
+  if [ "${inference_model}" = "${lm_exp}" ] && [ ! -f "${lm_exp}/.done" ]; then
+    die "Stage 7: the training in ${lm_exp} has not finished (no .done from stage 5): finish stage 5," \
+        "or copy it and pass --inference_model <copy> to decode a partly trained model"
+  fi
   [ -f "${codec_dir}/component.yaml" ] || die "Stage 7: no trained codec in ${codec_dir}; run stage 3 first or pass --codec_dir"
   vae_opt=()
   if [ -n "${infer_vae_dir}" ]; then
