@@ -8,7 +8,6 @@ import kaldiio
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "models"))
 from lm_corpus import K, N, build_corpus, save_tiny_codec, train_tiny_lm  # noqa: E402
@@ -25,12 +24,7 @@ from ualm_tk.vae import build_vae, save_vae  # noqa: E402
 VAE_CONF = dict(latent_dim=4, encoder_channels=[4, 8, 8], encoder_strides=[2, 4, 5], decoder_dim=16, decoder_layers=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

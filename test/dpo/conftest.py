@@ -10,12 +10,9 @@ from lm_corpus import K, N, build_corpus, save_tiny_codec, train_tiny_lm  # noqa
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP spin contention on the shared 2 cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
+    """Every test here runs on one intra-op thread (the shared ``one_thread`` fixture)."""
     yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

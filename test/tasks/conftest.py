@@ -2,7 +2,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "models"))
 from lm_corpus import build_corpus  # noqa: E402
@@ -14,9 +13,6 @@ def lm_corpus(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP spin contention on the shared 2 cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
+    """Every test here runs on one intra-op thread (the shared ``one_thread`` fixture)."""
     yield
-    torch.set_num_threads(n)
