@@ -1,0 +1,132 @@
+"""Stage 5a: the LM's audio encoder pre-trained on categorical question labels, then loaded by the LM."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from ualm_tk.data.kaldi_files import write_kaldi_file
+
+SR = 16000
+FREQS = ["220", "880"]
+TINY_LM = "egs2/TEMPLATE/ualm1/conf/train_ualm_tiny.yaml"
+
+
+def make_set(d: Path, n: int, seed: int):
+    """Clips of a tone (220 or 880 Hz) followed or preceded by noise; questions: its frequency and
+    whether the noise comes first (an order question: the answer needs positions)."""
+    rng = np.random.default_rng(seed)
+    (d / "wavs").mkdir(parents=True)
+    wav, q2u, qtype, answer, question = {}, {}, {}, {}, {}
+    for i in range(n):
+        utt = f"{d.name}-{i:03d}"
+        f = FREQS[i % 2]
+        noise_first = (i // 2) % 2 == 0
+        L = SR // 2 + int(rng.integers(0, SR // 4))
+        t = np.arange(L) / SR
+        tone = 0.3 * np.sin(2 * np.pi * float(f) * t + rng.uniform(0, 6))
+        noise = 0.1 * rng.standard_normal(SR // 4)
+        x = np.concatenate([noise, tone] if noise_first else [tone, noise]).astype(np.float32)
+        sf.write(d / "wavs" / f"{utt}.wav", x, SR)
+        wav[utt] = str(d / "wavs" / f"{utt}.wav")
+        for j, (qt, a) in enumerate((("tone_frequency", f), ("noise_first", "yes" if noise_first else "no"))):
+            qid = f"{utt}-q{j}"
+            q2u[qid], qtype[qid], answer[qid], question[qid] = utt, qt, a, "?"
+        qid = f"{utt}-q9"  # a free-form question: not a label of the pre-training
+        q2u[qid], qtype[qid], answer[qid], question[qid] = utt, "what_is_said", "hello there", "?"
+    write_kaldi_file(d / "wav.scp", wav)
+    for name, tab in (("qa2utt", q2u), ("qtype", qtype), ("answer", answer), ("question", question)):
+        write_kaldi_file(d / "qa" / name, tab)
+
+
+@pytest.fixture(scope="module")
+def qa_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("qa_pretrain")
+    make_set(root / "train", 24, 0)
+    make_set(root / "valid", 12, 1)
+    qtypes = {
+        "tone_frequency": dict(categorical=True, answers=FREQS),
+        "noise_first": dict(categorical=True, answers=["no", "yes"]),
+        "what_is_said": dict(categorical=False, answers=None),
+        "_text_only": {"addition": dict(categorical=False)},
+    }
+    (root / "qtypes.json").write_text(json.dumps(qtypes))
+    (root / "pre.yaml").write_text("max_epochs: 12\nbatch_size: 8\nlr: 3.0e-3\npatience: 12\ndropout: 0.0\n")
+    return root
+
+
+def run_pretrain(root: Path, out: Path, repo_root: Path, *extra: str):
+    from ualm_tk.bin.audio_encoder_pretrain import main
+
+    main(["--lm_config", str(repo_root / TINY_LM), "--config", str(root / "pre.yaml"), "--qtypes",
+          str(root / "qtypes.json"), "--train_dir", str(root / "train"), "--valid_dir", str(root / "valid"),
+          "--output_dir", str(out), "--num_threads", "1", *extra])
+
+
+@pytest.fixture(scope="module")
+def pretrained(qa_corpus, repo_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("enc") / "audio_encoder_qa"
+    run_pretrain(qa_corpus, out, repo_root)
+    return out
+
+
+def test_pretraining_learns_held_out_labels_and_reports_them(pretrained):
+    res = json.loads((pretrained / "results.json").read_text())
+    valid = res["results"]["valid"]
+    # the tone's pitch and the order of tone and noise, on clips the encoder never saw
+    assert valid["per_type"]["tone_frequency"]["accuracy"] >= 0.9
+    assert valid["per_type"]["noise_first"]["accuracy"] >= 0.75
+    assert "what_is_said" not in valid["per_type"]
+    assert valid["per_type"]["tone_frequency"]["majority"] == pytest.approx(0.5)
+    md = (pretrained / "RESULTS.md").read_text()
+    assert "| tone_frequency | 12 |" in md and "majority answer" in md
+    hist = res["history"]
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+
+
+def test_the_lm_starts_from_the_pretrained_encoder(pretrained, repo_root):
+    """``--init_param <dir>/encoder/model.pth::audio_encoder`` (ESPnet) puts every encoder weight into the LM."""
+    from espnet2.torch_utils.load_pretrained_model import load_pretrained_model
+
+    from ualm_tk.audio_encoder import build_audio_encoder, load_audio_encoder
+
+    enc = load_audio_encoder(pretrained / "encoder")
+    conf = yaml.safe_load((repo_root / TINY_LM).read_text())
+    holder = torch.nn.Module()
+    holder.audio_encoder = build_audio_encoder(conf["audio_encoder"], conf["audio_encoder_conf"])
+    load_pretrained_model(f"{pretrained / 'encoder' / 'model.pth'}::audio_encoder", holder, ignore_init_mismatch=False)
+    got, want = holder.audio_encoder.state_dict(), enc.state_dict()
+    assert set(got) == set(want)
+    assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_rerun_resumes_instead_of_training_again(qa_corpus, pretrained, repo_root):
+    before = json.loads((pretrained / "results.json").read_text())["history"]
+    run_pretrain(qa_corpus, pretrained, repo_root)
+    after = json.loads((pretrained / "results.json").read_text())["history"]
+    assert after == before  # every epoch was already done: nothing retrained
+
+
+def test_bad_labels_name_the_file_and_key(qa_corpus, repo_root, tmp_path):
+    import shutil
+
+    bad = tmp_path / "train"
+    shutil.copytree(qa_corpus / "train", bad)
+    ans = (bad / "qa" / "answer").read_text().replace("train-000-q0 220", "train-000-q0 440")
+    (bad / "qa" / "answer").write_text(ans)
+    from ualm_tk.audio_encoder.qa_pretrain import QALabelSpace, QAPretrainError, read_qa_labels
+
+    space = QALabelSpace.from_qtypes_json(qa_corpus / "qtypes.json")
+    with pytest.raises(QAPretrainError, match=r"qa/answer \(key 'train-000-q0'\): answer '440' is not one of"):
+        read_qa_labels(bad, space)
+    (bad / "qa" / "qtype").unlink()
+    with pytest.raises(QAPretrainError, match=r"qa/qtype: missing"):
+        read_qa_labels(bad, space)
+    with pytest.raises(SystemExit, match="unknown key"):
+        (tmp_path / "typo.yaml").write_text("max_epoch: 3\n")
+        from ualm_tk.bin.audio_encoder_pretrain import read_confs
+
+        read_confs(str(repo_root / TINY_LM), str(tmp_path / "typo.yaml"))

@@ -1,0 +1,299 @@
+"""Supervised pre-training of the LM's audio encoder on the corpus's categorical question labels.
+
+The published UALM starts from a pre-trained Whisper-style encoder; a CPU recipe has none, and an
+encoder learning from scratch inside the LM only sees one token of gradient per answer. Here the
+encoder that the LM config names (``audio_encoder`` / ``audio_encoder_conf``) is trained first as
+a classifier: for every categorical question type of ``qtypes.json`` (``categorical: true`` with an
+``answers`` list) one learned multi-head query attends over the encoder frames (so order questions
+such as ``first_event`` can use positions) and a small head picks the answer. Loss: mean
+cross-entropy over every (clip, question) label of the batch. Only training-set labels are used;
+the valid set picks the best epoch. The LM then starts from the saved encoder
+(``--init_param <out>/encoder/model.pth::audio_encoder``), usually frozen.
+
+Data: a Kaldi data dir of stage 2 (``wav.scp`` at the encoder's rate, mono) with ``qa/qa2utt``,
+``qa/qtype``, ``qa/answer`` (stage 1 writes them). Shapes: ``wav [B,1,L]`` -> ``feats [B,T',D]`` ->
+``pooled [B,Q,D]`` -> per type ``logits [B, A_q]``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ualm_tk.audio_encoder import AbsAudioEncoder
+from ualm_tk.data.kaldi_files import read_kaldi_file
+from ualm_tk.data.lm_dataset import load_wav
+
+logger = logging.getLogger(__name__)
+PathLike = Union[str, os.PathLike]
+
+TRAIN_DEFAULTS: Dict[str, Any] = dict(
+    max_epochs=30, batch_size=16, lr=1.0e-3, weight_decay=0.01, warmup_epochs=1, grad_clip=1.0, patience=8, seed=0,
+)
+
+
+class QAPretrainError(ValueError):
+    """The QA labels of a data dir are unusable; the message names the file and key."""
+
+
+@dataclass
+class QALabelSpace:
+    """Categorical question types and their answers, in the order of ``qtypes.json``."""
+
+    qtypes: List[str]
+    answers: Dict[str, List[str]]
+
+    @classmethod
+    def from_qtypes_json(cls, path: PathLike) -> "QALabelSpace":
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        names, answers = [], {}
+        for name, spec in doc.items():
+            if name.startswith("_") or not isinstance(spec, dict):
+                continue  # e.g. "_text_only": not about audio
+            if spec.get("categorical") and spec.get("answers"):
+                names.append(name)
+                answers[name] = [str(a) for a in spec["answers"]]
+        if not names:
+            raise QAPretrainError(f"{path}: no categorical question type with an 'answers' list")
+        return cls(names, answers)
+
+    def to_json(self) -> Dict[str, Any]:
+        return dict(qtypes=self.qtypes, answers=self.answers)
+
+
+@dataclass
+class LabelledClip:
+    utt: str
+    wav: np.ndarray  # [L] float32
+    labels: List[Tuple[int, int]]  # (question type index, answer index)
+
+
+def read_qa_labels(data_dir: PathLike, space: QALabelSpace) -> Dict[str, List[Tuple[int, int]]]:
+    """``utt -> [(qtype index, answer index)]`` for the categorical questions of ``data_dir/qa``."""
+    qa_dir = Path(data_dir) / "qa"
+    files = {n: qa_dir / n for n in ("qa2utt", "qtype", "answer")}
+    for n, p in files.items():
+        if not p.is_file():
+            raise QAPretrainError(f"{p}: missing (stage 1 writes qa/{n} for the question labels)")
+    q2u, qtype, answer = (read_kaldi_file(files[n]) for n in ("qa2utt", "qtype", "answer"))
+    index = {q: i for i, q in enumerate(space.qtypes)}
+    out: Dict[str, List[Tuple[int, int]]] = {}
+    for qid, utt in q2u.items():
+        for name, table in (("qtype", qtype), ("answer", answer)):
+            if qid not in table:
+                raise QAPretrainError(f"{files[name]}: no entry for question '{qid}' of {files['qa2utt']}")
+        t = qtype[qid]
+        if t not in index:
+            continue  # free-form (e.g. what_is_said) or a type the label space leaves out
+        try:
+            a = space.answers[t].index(answer[qid])
+        except ValueError:
+            raise QAPretrainError(
+                f"{files['answer']} (key '{qid}'): answer '{answer[qid]}' is not one of the {len(space.answers[t])} "
+                f"answers of question type '{t}' in qtypes.json"
+            ) from None
+        out.setdefault(utt, []).append((index[t], a))
+    return out
+
+
+def read_labelled_clips(data_dir: PathLike, space: QALabelSpace, sample_rate: int) -> List[LabelledClip]:
+    """Audio of ``data_dir/wav.scp`` with its categorical labels (clips without any are left out)."""
+    scp = Path(data_dir) / "wav.scp"
+    if not scp.is_file():
+        raise QAPretrainError(f"{scp}: missing (give a formatted data dir of stage 2)")
+    wavs = read_kaldi_file(scp)
+    labels = read_qa_labels(data_dir, space)
+    unknown = sorted(set(labels) - set(wavs))
+    if unknown:
+        raise QAPretrainError(f"{Path(data_dir) / 'qa' / 'qa2utt'}: utterance '{unknown[0]}' is not in {scp}")
+    clips = [LabelledClip(u, load_wav(p, sample_rate, u), labels[u]) for u, p in wavs.items() if u in labels]
+    if not clips:
+        raise QAPretrainError(f"{data_dir}: no clip has a categorical question")
+    logger.info("%s: %d clips, %d labels", data_dir, len(clips), sum(len(c.labels) for c in clips))
+    return clips
+
+
+class QAHeads(torch.nn.Module):
+    """Per question type: a multi-head attention query over frames, then an MLP to its answers.
+
+    ``feats [B,T,D]``, ``keep [B,T]`` (True = real frame) -> list over types of ``logits [B, A_q]``.
+    """
+
+    def __init__(self, d_model: int, num_answers: Sequence[int], num_heads: int = 4, dropout: float = 0.1):
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"d_model {d_model} is not divisible by num_heads {num_heads}")
+        Q = len(num_answers)
+        self.num_heads = num_heads
+        self.key = torch.nn.Linear(d_model, d_model)
+        self.query = torch.nn.Parameter(torch.randn(Q, d_model) * d_model ** -0.5)  # [Q, D]
+        self.norm = torch.nn.LayerNorm(d_model)
+        self.hidden = torch.nn.Sequential(torch.nn.Linear(d_model, d_model), torch.nn.GELU(), torch.nn.Dropout(dropout))
+        self.out = torch.nn.ModuleList(torch.nn.Linear(d_model, a) for a in num_answers)
+
+    def forward(self, feats: torch.Tensor, keep: torch.Tensor) -> List[torch.Tensor]:
+        B, T, D = feats.shape
+        H, Q = self.num_heads, self.query.shape[0]
+        k = self.key(feats).view(B, T, H, D // H)  # [B,T,H,dh]
+        v = feats.view(B, T, H, D // H)  # [B,T,H,dh]
+        q = self.query.view(Q, H, D // H)  # [Q,H,dh]
+        scores = torch.einsum("qhd,bthd->bqht", q, k) / math.sqrt(D // H)  # [B,Q,H,T]
+        scores = scores.masked_fill(~keep[:, None, None, :], float("-inf"))
+        pooled = torch.einsum("bqht,bthd->bqhd", scores.softmax(-1), v).reshape(B, Q, D)  # [B,Q,D]
+        h = self.hidden(self.norm(pooled))  # [B,Q,D]
+        return [head(h[:, i]) for i, head in enumerate(self.out)]
+
+
+class EncoderQAClassifier(torch.nn.Module):
+    def __init__(self, encoder: AbsAudioEncoder, space: QALabelSpace, num_heads: int = 4, dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder
+        self.heads = QAHeads(encoder.output_size, [len(space.answers[q]) for q in space.qtypes], num_heads, dropout)
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> List[torch.Tensor]:
+        feats, flen = self.encoder(wav, lengths)  # [B,T',D], [B]
+        keep = torch.arange(feats.shape[1], device=feats.device)[None, :] < flen[:, None]  # [B,T']
+        return self.heads(feats, keep)
+
+
+def collate_wavs(clips: Sequence[LabelledClip]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """-> ``wav [B,1,L]`` zero-padded, ``lengths [B]``."""
+    L = max(len(c.wav) for c in clips)
+    wav = torch.zeros(len(clips), 1, L)
+    for i, c in enumerate(clips):
+        wav[i, 0, : len(c.wav)] = torch.from_numpy(c.wav)
+    return wav, torch.tensor([len(c.wav) for c in clips])
+
+
+def batch_loss(model: EncoderQAClassifier, clips: Sequence[LabelledClip]) -> Tuple[torch.Tensor, int]:
+    """Mean CE over every label of the batch -> ``(loss, number of labels)``."""
+    logits = model(*collate_wavs(clips))
+    total, n = 0.0, 0
+    for b, c in enumerate(clips):
+        for q, a in c.labels:
+            total = total + F.cross_entropy(logits[q][b : b + 1], torch.tensor([a]), reduction="sum")
+            n += 1
+    return total / max(n, 1), n
+
+
+def length_batches(clips: Sequence[LabelledClip], batch_size: int, rng: Optional[random.Random]) -> List[List[int]]:
+    """Indices sorted by length, cut into batches (little padding), batch order shuffled when ``rng``."""
+    order = sorted(range(len(clips)), key=lambda i: len(clips[i].wav))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if rng is not None:
+        rng.shuffle(batches)
+    return batches
+
+
+@torch.no_grad()
+def evaluate(model: EncoderQAClassifier, clips: Sequence[LabelledClip], space: QALabelSpace,
+             batch_size: int = 16) -> Dict[str, Any]:
+    """Per question type: accuracy, count, majority-answer share of this set; overall accuracy."""
+    model.eval()
+    correct = np.zeros(len(space.qtypes))
+    count = np.zeros(len(space.qtypes))
+    answers: List[Dict[int, int]] = [dict() for _ in space.qtypes]
+    for idx in length_batches(clips, batch_size, None):
+        batch = [clips[i] for i in idx]
+        logits = model(*collate_wavs(batch))
+        for b, c in enumerate(batch):
+            for q, a in c.labels:
+                correct[q] += int(int(logits[q][b].argmax()) == a)
+                count[q] += 1
+                answers[q][a] = answers[q].get(a, 0) + 1
+    per_type = {
+        t: dict(accuracy=float(correct[i] / count[i]), count=int(count[i]),
+                majority=float(max(answers[i].values()) / count[i]))
+        for i, t in enumerate(space.qtypes) if count[i] > 0
+    }
+    return dict(accuracy=float(correct.sum() / max(count.sum(), 1)), count=int(count.sum()), per_type=per_type)
+
+
+def pretrain(model: EncoderQAClassifier, train: Sequence[LabelledClip], valid: Sequence[LabelledClip],
+             space: QALabelSpace, out_dir: Path, conf: Dict[str, Any]) -> Dict[str, Any]:
+    """Train with AdamW (linear warm-up, cosine decay), keep the best valid epoch, resume from
+    ``out_dir/checkpoint.pth``; returns the history and the best epoch's valid results."""
+    torch.manual_seed(conf["seed"])
+    opt = torch.optim.AdamW(model.parameters(), lr=conf["lr"], weight_decay=conf["weight_decay"])
+    steps_per_epoch = math.ceil(len(train) / conf["batch_size"])
+    total = conf["max_epochs"] * steps_per_epoch
+    warm = max(1, int(conf["warmup_epochs"] * steps_per_epoch))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(math.pi * min(s, total) / total))))
+    state = dict(epoch=0, history=[], best=None, best_epoch=0, stopped=False)
+    ckpt = out_dir / "checkpoint.pth"
+    if ckpt.is_file():
+        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optim"])
+        sched.load_state_dict(saved["sched"])
+        state = saved["state"]
+        logger.info("resumed from %s after epoch %d", ckpt, state["epoch"])
+    rng = random.Random(conf["seed"])
+    for _ in range(state["epoch"]):  # same batch order as an uninterrupted run
+        length_batches(train, conf["batch_size"], rng)
+    while state["epoch"] < conf["max_epochs"] and not state.get("stopped"):
+        epoch = state["epoch"] + 1
+        model.train()
+        t0, loss_sum, n_sum = time.time(), 0.0, 0
+        batches = length_batches(train, conf["batch_size"], rng)
+        for b, idx in enumerate(batches, 1):
+            loss, n = batch_loss(model, [train[i] for i in idx])
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), conf["grad_clip"])
+            opt.step()
+            sched.step()
+            loss_sum += float(loss.detach()) * n
+            n_sum += n
+            if b % 25 == 0:
+                logger.info("epoch %d: batch %d/%d, train loss %.3f", epoch, b, len(batches), loss_sum / max(n_sum, 1))
+        res = evaluate(model, valid, space, conf["batch_size"])
+        rec = dict(epoch=epoch, train_loss=loss_sum / max(n_sum, 1), valid_accuracy=res["accuracy"],
+                   seconds=round(time.time() - t0, 1))
+        state["history"].append(rec)
+        logger.info("epoch %d/%d: train loss %.3f, valid accuracy %.3f (%.0f s)", epoch, conf["max_epochs"],
+                    rec["train_loss"], rec["valid_accuracy"], rec["seconds"])
+        if state["best"] is None or res["accuracy"] > state["best"]["accuracy"]:
+            state["best"], state["best_epoch"] = res, epoch
+            tmp = out_dir / ".best.pth.tmp"
+            torch.save(model.state_dict(), tmp)
+            os.replace(tmp, out_dir / "best.pth")
+        state["epoch"] = epoch
+        if epoch - state["best_epoch"] >= conf["patience"]:
+            logger.info("no valid improvement for %d epochs: stopping after epoch %d", conf["patience"], epoch)
+            state["stopped"] = True
+        tmp = out_dir / ".checkpoint.pth.tmp"
+        torch.save(dict(model=model.state_dict(), optim=opt.state_dict(), sched=sched.state_dict(), state=state), tmp)
+        os.replace(tmp, ckpt)
+    return state
+
+
+def results_markdown(space: QALabelSpace, results: Dict[str, Dict[str, Any]], state: Dict[str, Any]) -> str:
+    """A table per evaluated set: accuracy and majority-answer share per question type."""
+    lines = ["# Audio encoder pre-training on categorical question labels", "",
+             f"Best epoch {state['best_epoch']} of {state['epoch']} (by valid accuracy).", ""]
+    for name, res in results.items():
+        lines += [f"## {name}: accuracy {res['accuracy']:.3f} over {res['count']} questions", "",
+                  "| question type | questions | accuracy | majority answer |", "|---|---:|---:|---:|"]
+        for t in space.qtypes:
+            r = res["per_type"].get(t)
+            if r:
+                lines.append(f"| {t} | {r['count']} | {r['accuracy']:.3f} | {r['majority']:.3f} |")
+        lines.append("")
+    lines += ["## Training", "", "| epoch | train loss | valid accuracy | seconds |", "|---:|---:|---:|---:|"]
+    lines += [f"| {h['epoch']} | {h['train_loss']:.3f} | {h['valid_accuracy']:.3f} | {h['seconds']} |"
+              for h in state["history"]]
+    return "\n".join(lines) + "\n"
