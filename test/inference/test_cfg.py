@@ -134,3 +134,25 @@ def test_generation_never_samples_outside_the_plausible_set(toy_lm):
             tok = int(res.tokens[0, t, k])
             if tok != PAD:
                 assert keep[k, tok], (t, k, tok)
+
+
+def test_under_cfg_the_stop_keeps_its_conditional_probability():
+    """Guidance re-ranks the codes; when to stop stays the conditional model's decision."""
+    from ualm_tk.inference.cfg import keep_conditional_stop
+
+    # 4 codes + <eos> (id 4): plain λ=3 CFG makes <eos> the top token (1e-4 vs 1e-7, see above)
+    cond = torch.log(torch.tensor([[0.4, 0.3, 0.2, 0.0999, 1e-4]]))  # [R=1, V=5]
+    uncond = torch.log(torch.tensor([[0.25, 0.25, 0.25, 0.25 - 1e-7, 1e-7]]))
+    guided = 3.0 * cond - 2.0 * uncond
+    out = keep_conditional_stop(guided, cond, torch.tensor([4])).exp()[0]
+    assert float(out.sum()) == pytest.approx(1.0, abs=1e-6)
+    assert float(out[4]) == pytest.approx(1e-4, rel=1e-4)  # the conditional stop probability
+    g = torch.softmax(guided[0, :4], -1) * (1 - 1e-4)  # the codes: guided, rescaled
+    assert torch.allclose(out[:4], g, atol=1e-6)
+    # the reverse failure: the unconditional model stops far more often, so plain CFG never stops
+    cond2 = torch.log(torch.tensor([[0.3, 0.2, 0.2, 0.1, 0.2]]))
+    uncond2 = torch.log(torch.tensor([[0.1, 0.1, 0.1, 0.1, 0.6]]))
+    plain = torch.softmax(3.0 * cond2 - 2.0 * uncond2, -1)[0, 4]
+    kept = keep_conditional_stop(3.0 * cond2 - 2.0 * uncond2, cond2, torch.tensor([4])).exp()[0, 4]
+    assert float(plain) < 0.01 and float(kept) == pytest.approx(0.2, rel=1e-4)
+

@@ -69,7 +69,7 @@ def sample_candidates(
     guidance_scale: Optional[float] = 3.0,
     top_k: int = 20,
     temperature: float = 0.8,
-    cfg_plausibility: float = 0.1,
+    cfg_plausibility: float = 0.0,
     max_steps: int = 500,
     seed: int = 0,
 ) -> Dict[str, int]:

@@ -3,9 +3,12 @@
 Row layout: rows ``[0, R)`` are conditional, rows ``[R, 2R)`` unconditional (``R`` = prompts x
 samples); both halves receive the same sampled tokens each step, so every unconditional row has
 its own cache rows in the same cache. Logits combine as ``λ·cond + (1−λ)·uncond`` (paper λ = 3)
-BEFORE masking and sampling; λ = 1 returns the conditional logits bit for bit. With λ ≠ 1,
-:func:`plausibility_mask` restricts the guided logits to tokens the conditional model finds
-plausible (``DecodeConfig.cfg_plausibility``).
+BEFORE masking and sampling; λ = 1 returns the conditional logits bit for bit. With λ ≠ 1, the
+stop decision stays the conditional model's (:func:`keep_conditional_stop`,
+``DecodeConfig.cfg_conditional_stop``), and :func:`plausibility_mask` can restrict the guided
+logits to tokens the conditional model finds plausible (``DecodeConfig.cfg_plausibility``; off by
+default: when the conditional model is peaked, e.g. on the codec's silence code, it leaves only
+that token and guidance has nothing left to choose from).
 
 The unconditional prompt is the conditional one with the condition replaced by ``<pad>`` — the
 same substitution CFG dropout makes in training — so both prompts have equal length by
@@ -56,6 +59,25 @@ def plausibility_mask(cond_logits: torch.Tensor, alpha: float) -> torch.Tensor:
     if alpha == 0.0:
         return torch.ones_like(logp, dtype=torch.bool)
     return logp >= logp.max(dim=-1, keepdim=True).values + math.log(alpha)
+
+
+def keep_conditional_stop(guided: torch.Tensor, cond: torch.Tensor, stop_ids: torch.Tensor) -> torch.Tensor:
+    """Stream-0 logits ``guided [R, V]``, ``cond [R, V]`` (vocabulary mask added) -> ``[R, V]``
+    log-probabilities in which the stop ids keep their CONDITIONAL probability and guidance only
+    re-ranks the other tokens (their guided distribution, scaled to the remaining mass).
+
+    Guidance extrapolates away from the unconditional model, whose stop probability differs from
+    the conditional one at every frame: at λ = 3 it made ``<eos>`` the top token at the first frame
+    of weak models (empty outputs), or never let a clip end. When to stop is then the conditional
+    model's decision; what to play is guided. ``stop_ids [S]`` long.
+    """
+    lc = torch.log_softmax(cond.float(), dim=-1)  # [R, V]
+    is_stop = torch.zeros(cond.shape[-1], dtype=torch.bool, device=cond.device)
+    is_stop[stop_ids] = True
+    p_stop = lc[:, is_stop].exp().sum(dim=-1, keepdim=True).clamp(max=1.0 - 1e-6)  # [R, 1]
+    lg = torch.log_softmax(guided.float().masked_fill(is_stop, float("-inf")), dim=-1)  # [R, V]
+    lg = torch.nan_to_num(lg, nan=float("-inf"))  # a row with no allowed non-stop token
+    return torch.where(is_stop, lc, lg + torch.log1p(-p_stop))
 
 
 def unconditional_tokens(

@@ -27,7 +27,8 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from ualm_tk.inference.cfg import cfg_combine, cfg_prompt_batch, check_guidance_scale, plausibility_mask
+from ualm_tk.inference.cfg import (
+    cfg_combine, cfg_prompt_batch, check_guidance_scale, keep_conditional_stop, plausibility_mask)
 from ualm_tk.inference.sampling import SamplingConfig, sample_tokens, vocab_bias
 from ualm_tk.lm.abs_decoder import AbsDecoder
 
@@ -50,6 +51,9 @@ class DecodeConfig:
     ``guidance_scale`` None = no CFG (the caller then gives no unconditional prompt).
     ``cfg_plausibility`` α: with CFG at λ ≠ 1, only tokens with conditional probability >= α x
     the conditional maximum may be sampled (:func:`~ualm_tk.inference.cfg.plausibility_mask`).
+    ``cfg_conditional_stop``: with CFG at λ ≠ 1, the stop ids of stream 0 keep their conditional
+    probability and guidance re-ranks only the other tokens
+    (:func:`~ualm_tk.inference.cfg.keep_conditional_stop`).
     """
 
     allowed: torch.Tensor
@@ -61,6 +65,7 @@ class DecodeConfig:
     guidance_scale: Optional[float] = None
     num_samples: int = 1
     cfg_plausibility: float = 0.0
+    cfg_conditional_stop: bool = True
 
     def __post_init__(self) -> None:
         if self.allowed.dim() != 2 or self.allowed.dtype != torch.bool:
@@ -203,6 +208,9 @@ def generate(
             if config.cfg_plausibility > 0 and config.guidance_scale != 1.0:
                 keep = plausibility_mask(cond.float() + bias, config.cfg_plausibility)
                 logits = logits.float().masked_fill(~keep, float("-inf"))
+            if config.cfg_conditional_stop and config.guidance_scale != 1.0:
+                logits = logits.float().clone()
+                logits[:, 0] = keep_conditional_stop(logits[:, 0] + bias[0], cond[:, 0].float() + bias[0], stop_ids)
         logits = logits.float() + bias
         tok = sample_tokens(logits, config.sampling, generator)  # [R, K]
 

@@ -91,7 +91,7 @@ def generate_from_segments(
     max_steps: int = 500,
     num_samples: int = 1,
     seed: int = 0,
-    cfg_plausibility: float = 0.1,
+    cfg_plausibility: float = 0.0,
 ) -> List[Generation]:
     """Decode the assistant turn that ``segments`` (a prompt, see make_prompt_segments) opens."""
     lay, pattern = model.layout, model.pattern
