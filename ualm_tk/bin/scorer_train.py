@@ -6,6 +6,11 @@
         --valid_data_dir data/valid --valid_audio_dir dump/audio/valid \
         --output_dir exp/scorer_tagger [--init_from exp/scorer_tagger] [--seed 0]
 
+Codec augmentation: repeat a data dir with another audio copy of the same clips (same utt ids,
+same labels), e.g. ``--data_dirs data/train data/train --audio_dirs dump/audio/train
+dump/vae/train``; likewise ``--valid_audio_dir dump/audio/valid dump/vae/valid`` validates (and
+tunes the tagger's threshold) on both copies of the validation set.
+
 Log-mels are computed once into ``--cache_dir`` (default ``<output_dir>/cache``). The run resumes
 from ``<output_dir>/checkpoint.pth`` when present. The output dir becomes a scorer component
 directory (``component.yaml`` + ``model.pth``, loadable with ``load_scorer``) plus ``train_log.json``.
@@ -31,9 +36,11 @@ def get_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", required=True, help="YAML: scorer, scorer_conf, " + ", ".join(TRAIN_KEYS))
     p.add_argument("--data_dirs", nargs="+", required=True, help="Kaldi data dirs (metadata, text)")
-    p.add_argument("--audio_dirs", nargs="+", required=True, help="formatted audio dirs (wav.scp), one per data dir")
+    p.add_argument("--audio_dirs", nargs="+", required=True,
+                   help="audio dirs (wav.scp), one per data dir; a repeated data dir adds another audio copy of it")
     p.add_argument("--valid_data_dir", required=True)
-    p.add_argument("--valid_audio_dir", required=True)
+    p.add_argument("--valid_audio_dir", nargs="+", required=True,
+                   help="one or more audio copies of the validation set (e.g. clean and codec-resynthesised)")
     p.add_argument("--output_dir", required=True)
     p.add_argument("--cache_dir", default=None, help="log-mel cache (default <output_dir>/cache)")
     p.add_argument("--init_from", default=None,
@@ -51,7 +58,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     import torch
 
     from ualm_tk.scoring.models import build_scorer, load_scorer, save_scorer, scorer_choices
-    from ualm_tk.scoring.models.corpus import compute_logmels, read_clips
+    from ualm_tk.scoring.models.corpus import CorpusError, compute_logmels, read_clip_sets
     from ualm_tk.scoring.models.trainable import TrainableScorer
     from ualm_tk.scoring.models.training import train
 
@@ -74,10 +81,11 @@ def main(cmd: Optional[List[str]] = None) -> None:
     cache = Path(args.cache_dir) if args.cache_dir else out / "cache"
 
     need = dict(need_events=name == "tagger", need_captions=name == "clap_mini")
-    train_clips = []
-    for d, a in zip(args.data_dirs, args.audio_dirs):
-        train_clips += read_clips(d, a, **need)
-    valid_clips = read_clips(args.valid_data_dir, args.valid_audio_dir, **need)
+    try:
+        train_clips = read_clip_sets(args.data_dirs, args.audio_dirs, **need)
+        valid_clips = read_clip_sets([args.valid_data_dir] * len(args.valid_audio_dir), args.valid_audio_dir, **need)
+    except CorpusError as e:
+        raise SystemExit(f"scorer_train: {e}") from e
     conf = cls.conf_from_data(cfg.get("scorer_conf") or {}, train_clips)
     model = build_scorer(name, conf)
     logging.info("%s: %.2f M parameters; %d train / %d valid clips", name,
@@ -92,8 +100,9 @@ def main(cmd: Optional[List[str]] = None) -> None:
         logging.info("initialised %d backbone tensors from %s", len(copied), args.init_from)
 
     t0 = time.time()
-    train_feats = compute_logmels(train_clips, model.frontend, cache / f"train_{len(train_clips)}.pt")
-    valid_feats = compute_logmels(valid_clips, model.frontend, cache / f"valid_{len(valid_clips)}.pt")
+    tag = "" if model.frontend.level_norm == "none" else f"_{model.frontend.level_norm}"
+    train_feats = compute_logmels(train_clips, model.frontend, cache / f"train_{len(train_clips)}{tag}.pt")
+    valid_feats = compute_logmels(valid_clips, model.frontend, cache / f"valid_{len(valid_clips)}{tag}.pt")
     feat_s = time.time() - t0
     tconf = {k: cfg[k] for k in TRAIN_KEYS if k in cfg}
     if args.max_epochs is not None:
@@ -102,8 +111,10 @@ def main(cmd: Optional[List[str]] = None) -> None:
                     resume=args.resume, **tconf)
     summary["after_training"] = model.after_training(valid_clips, valid_feats)
     summary.update(feature_s=feat_s, config=tconf, num_train=len(train_clips), num_valid=len(valid_clips),
-                   data_dirs=args.data_dirs, init_from=args.init_from, seed=args.seed)
-    save_scorer(model, out, meta={"best_epoch": summary["best_epoch"], "train_data": args.data_dirs})
+                   data_dirs=args.data_dirs, audio_dirs=args.audio_dirs, valid_audio_dirs=args.valid_audio_dir,
+                   init_from=args.init_from, seed=args.seed)
+    save_scorer(model, out, meta={"best_epoch": summary["best_epoch"], "train_data": args.data_dirs,
+                                       "train_audio": args.audio_dirs})
     with open(out / "train_log.json", "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1)
     logging.info("wrote scorer %s to %s (best epoch %d, %.1f s training)", name, out, summary["best_epoch"],

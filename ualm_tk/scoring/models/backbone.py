@@ -1,10 +1,15 @@
 """Small log-mel audio backbone of the toolkit's own scorers (tagger, clap_mini); cheap on 2 CPU cores.
 
 ``feats [B, n_mels, N]`` (100 frames/s) -> optional average pooling over time by ``mel_pool`` ->
-strided Conv1d blocks over time (mel bins as input
-channels; each block: conv k=3, BatchNorm, GELU; e.g. mel_pool 2 + strides 2,2 -> 12.5 frames/s) ->
+optional 2-D conv stem over (mel, time) (``stem_channels``; each block: 3x3 conv with stride 2 in
+both axes, BatchNorm, GELU; it sees a pattern the same way at any pitch, which a Conv1d with mel
+bins as channels does not, so a tone or call at an unseen frequency is still recognised; its
+output ``[B, C, M', N']`` is flattened to ``C M'`` channels) -> strided Conv1d blocks over time
+(mel bins, or the stem's flattened maps, as input channels; each block: conv k=3, BatchNorm, GELU;
+e.g. mel_pool 2 + strides 2,2 -> 12.5 frames/s; mel_pool 2 + a 2-block stem + strides 1 -> 12.5) ->
 sinusoidal positions -> pre-norm transformer (key-padding mask) -> LayerNorm -> ``h [B, T, D]``.
-Frame ``t`` covers log-mel frames ``[S t, S (t+1))`` (``S`` = mel_pool x product of strides), i.e.
+Frame ``t`` covers log-mel frames ``[S t, S (t+1))`` (``S`` = mel_pool x 2^len(stem_channels) x
+product of strides), i.e.
 seconds ``[t, t+1) / frame_rate``.
 """
 
@@ -29,10 +34,21 @@ class ConvBlock1d(torch.nn.Module):
         return F.gelu(self.bn(self.conv(x)))
 
 
+class ConvBlock2d(torch.nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False)
+        self.bn = torch.nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, cin, M, N] -> [B, cout, M / 2, N / 2]
+        return F.gelu(self.bn(self.conv(x)))
+
+
 class ConvTransformerBackbone(torch.nn.Module):
     def __init__(self, n_mels: int = 64, channels: Sequence[int] = (128, 128, 128),
                  strides: Sequence[int] = (2, 2, 2), d_model: int = 128, num_layers: int = 1,
-                 num_heads: int = 4, ffn_dim: int = 256, dropout: float = 0.1, mel_pool: int = 1):
+                 num_heads: int = 4, ffn_dim: int = 256, dropout: float = 0.1, mel_pool: int = 1,
+                 stem_channels: Sequence[int] = ()):
         super().__init__()
         if mel_pool < 1:
             raise ValueError(f"mel_pool must be >= 1, got {mel_pool}")
@@ -42,7 +58,12 @@ class ConvTransformerBackbone(torch.nn.Module):
             raise ValueError(f"strides must be >= 1, got {list(strides)}")
         if d_model % num_heads:
             raise ValueError(f"d_model {d_model} is not divisible by num_heads {num_heads}")
-        cins = [n_mels] + list(channels[:-1])
+        stem_in = [1] + list(stem_channels[:-1])
+        self.stem = torch.nn.ModuleList(ConvBlock2d(ci, co) for ci, co in zip(stem_in, stem_channels))
+        m = n_mels
+        for _ in stem_channels:
+            m = (m + 1) // 2
+        cins = [stem_channels[-1] * m if stem_channels else n_mels] + list(channels[:-1])
         self.convs = torch.nn.ModuleList(ConvBlock1d(ci, co, s) for ci, co, s in zip(cins, channels, strides))
         self.proj = torch.nn.Linear(channels[-1], d_model)
         layer = torch.nn.TransformerEncoderLayer(d_model, num_heads, ffn_dim, dropout, activation="gelu",
@@ -52,7 +73,7 @@ class ConvTransformerBackbone(torch.nn.Module):
         self.dropout = torch.nn.Dropout(dropout)
         self.d_model = d_model
         self.mel_pool = mel_pool
-        self.stride = mel_pool
+        self.stride = mel_pool * 2 ** len(stem_channels)
         for s in strides:
             self.stride *= s
 
@@ -71,6 +92,11 @@ class ConvTransformerBackbone(torch.nn.Module):
         x = x * (torch.arange(x.shape[2], device=x.device)[None] < lengths[:, None])[:, None, :].to(x.dtype)
         if self.mel_pool > 1:
             x = F.avg_pool1d(x, self.mel_pool)  # [B, M, N / mel_pool]
+        if len(self.stem):
+            x = x[:, None]  # [B, 1, M, N']
+            for blk in self.stem:
+                x = blk(x)  # -> [B, C, M / 2, N' / 2]
+            x = x.flatten(1, 2)  # [B, C M', N'']
         for blk in self.convs:
             x = blk(x)  # -> [B, C, T]
         x = x[:, :, :T].transpose(1, 2)  # [B, T, C]

@@ -6,7 +6,9 @@ unit norm ``[E]``. Text: its own word tokenizer (lower-cased ``[a-z0-9]+`` words
 is built from the training captions and stored in ``component.yaml``; unseen words map to
 ``<unk>``) -> embeddings + sinusoidal positions -> pre-norm transformer -> masked mean ->
 linear -> unit norm ``[E]``. Loss: symmetric InfoNCE with a learned temperature (CLIP's
-``logit_scale``, clamped at 100); identical captions in a batch count as positives of each other.
+``logit_scale``, clamped at 100); identical captions in a batch count as positives of each other
+(so a clip and its codec resynthesis, trained together, are positives of one caption).
+``level_norm`` and ``stem_channels`` as in :mod:`ualm_tk.scoring.models.tagger`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class ClapMini(TrainableScorer):
     @typechecked
     def __init__(self, vocab: Optional[List[str]] = None, sample_rate: int = 16000, n_mels: int = 64,
                  channels: List[int] = [96, 96], strides: List[int] = [2, 2], mel_pool: int = 2, d_model: int = 96,
+                 stem_channels: List[int] = [], level_norm: str = "none",
                  num_layers: int = 1,
                  num_heads: int = 4, ffn_dim: int = 192, dropout: float = 0.1, embed_dim: int = 128,
                  text_d_model: int = 128, text_layers: int = 2, text_heads: int = 4, text_ffn_dim: int = 256,
@@ -53,15 +56,16 @@ class ClapMini(TrainableScorer):
             raise ValueError(f"clap_mini: vocab must start with {SPECIALS}")
         self.conf = dict(vocab=list(vocab), sample_rate=sample_rate, n_mels=n_mels, channels=list(channels),
                          strides=list(strides), mel_pool=mel_pool,
+                         stem_channels=list(stem_channels), level_norm=level_norm,
                          d_model=d_model, num_layers=num_layers, num_heads=num_heads, ffn_dim=ffn_dim,
                          dropout=dropout, embed_dim=embed_dim, text_d_model=text_d_model,
                          text_layers=text_layers, text_heads=text_heads, text_ffn_dim=text_ffn_dim,
                          max_text_len=max_text_len, init_temperature=init_temperature)
         self.word_index = {w: i for i, w in enumerate(vocab)}
         self.max_text_len = max_text_len
-        self.frontend = LogMel(sample_rate, n_mels)
+        self.frontend = LogMel(sample_rate, n_mels, level_norm)
         self.backbone = ConvTransformerBackbone(n_mels, channels, strides, d_model, num_layers, num_heads,
-                                                ffn_dim, dropout, mel_pool)
+                                                ffn_dim, dropout, mel_pool, stem_channels)
         self.audio_att = torch.nn.Linear(d_model, 1)
         self.audio_proj = torch.nn.Linear(d_model, embed_dim)
         self.tok_emb = torch.nn.Embedding(len(vocab), text_d_model, padding_idx=PAD)

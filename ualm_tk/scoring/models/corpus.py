@@ -5,6 +5,13 @@ A set is a Kaldi data dir (``metadata``: ``<utt> <JSON>`` with an ``events`` lis
 audio of stage 2 (``dump/audio/<set>/wav.scp``, 16 kHz). Relative paths in ``wav.scp`` are
 resolved against the current directory, then against the ancestors of the ``wav.scp`` folder
 (the recipe root), as the recipe writes them.
+
+Several audio copies of one set (the clean clips and the codec's resynthesis of them, stage 3's
+``dump/vae/<set>/wav.scp``) share its labels and utt ids: :func:`read_clip_sets` reads
+``(data_dir, audio_dir)`` pairs, gives the second and later copies of a data dir the clip key
+``<utt>@copy<n>`` (``Clip.key``: what features are cached and batched under; ``Clip.utt``
+stays the label key), and refuses real key mistakes (one utt id in two different data dirs, an
+audio dir given twice).
 """
 
 from __future__ import annotations
@@ -44,6 +51,12 @@ class Clip:
     wav_path: Path
     events: List[Event] = field(default_factory=list)
     caption: Optional[str] = None
+    category: Optional[str] = None  # the metadata's optional "category" (for per-category reports)
+    key: str = ""  # unique among the clips read together (feature cache key); "" = utt
+
+    def __post_init__(self):
+        if not self.key:
+            self.key = self.utt
 
     @property
     def labels(self) -> List[str]:
@@ -60,7 +73,7 @@ def _resolve(p: str, scp: Path) -> Path:
     return cand
 
 
-def _parse_events(path: Path, utt: str, value: str) -> List[Event]:
+def _parse_events(path: Path, utt: str, value: str) -> Tuple[List[Event], Optional[str]]:
     try:
         doc = json.loads(value)
     except json.JSONDecodeError as e:
@@ -79,7 +92,8 @@ def _parse_events(path: Path, utt: str, value: str) -> List[Event]:
         if not e.offset > e.onset >= 0:
             raise CorpusError(f"{path} (key '{utt}'): event {i} '{e.label}' has onset {e.onset} >= offset {e.offset}")
         out.append(e)
-    return out
+    cat = doc.get("category")
+    return out, (str(cat) if cat is not None else None)
 
 
 def read_clips(data_dir: PathLike, audio_dir: PathLike, need_events: bool = False,
@@ -103,7 +117,7 @@ def read_clips(data_dir: PathLike, audio_dir: PathLike, need_events: bool = Fals
         if meta is not None:
             if utt not in meta:
                 raise CorpusError(f"{meta_path}: no entry for key '{utt}' of {scp}")
-            c.events = _parse_events(meta_path, utt, meta[utt])
+            c.events, c.category = _parse_events(meta_path, utt, meta[utt])
         if text is not None:
             if utt not in text:
                 raise CorpusError(f"{text_path}: no entry for key '{utt}' of {scp}")
@@ -116,17 +130,53 @@ def read_clips(data_dir: PathLike, audio_dir: PathLike, need_events: bool = Fals
     return clips
 
 
+def read_clip_sets(data_dirs: Sequence[PathLike], audio_dirs: Sequence[PathLike], need_events: bool = False,
+                   need_captions: bool = False) -> List[Clip]:
+    """Clips of several ``(data_dir, audio_dir)`` pairs; a data dir may come with several audio copies.
+
+    The first copy of a data dir keeps ``key == utt``; its ``n``-th copy (n >= 2, in the order
+    given) gets ``key = f"{utt}@copy{n}"`` and the same events and caption.
+    """
+    if len(data_dirs) != len(audio_dirs):
+        raise CorpusError(f"{len(data_dirs)} data dirs but {len(audio_dirs)} audio dirs (give one audio dir per data dir; "
+                          "repeat a data dir to add another audio copy of it)")
+    seen_audio: Dict[Path, int] = {}
+    copies: Dict[Path, int] = {}
+    owner: Dict[str, Path] = {}  # utt -> data dir that defines it
+    out: List[Clip] = []
+    for i, (d, a) in enumerate(zip(data_dirs, audio_dirs)):
+        dres, ares = Path(d).resolve(), (Path(a) / "wav.scp").resolve()
+        if ares in seen_audio:
+            raise CorpusError(f"{Path(a) / 'wav.scp'}: given twice (pairs {seen_audio[ares] + 1} and {i + 1}); "
+                              "each audio copy may be used once")
+        seen_audio[ares] = i
+        n = copies.get(dres, 0) + 1
+        copies[dres] = n
+        clips = read_clips(d, a, need_events=need_events, need_captions=need_captions)
+        for c in clips:
+            first = owner.setdefault(c.utt, dres)
+            if first != dres:
+                raise CorpusError(
+                    f"{Path(a) / 'wav.scp'}: key '{c.utt}' of data dir {d} is also a key of data dir {first}; "
+                    "utt ids must be unique across data dirs (to add an audio copy of a set, repeat its data dir)")
+            if n > 1:
+                c.key = f"{c.utt}@copy{n}"
+        logger.info("%s + %s: %d clips (copy %d of this data dir)", d, a, len(clips), n)
+        out += clips
+    return out
+
+
 def _fingerprint(clips: Sequence[Clip], frontend: LogMel) -> str:
-    h = hashlib.sha1(f"{frontend.sample_rate} {frontend.n_mels}".encode())
+    h = hashlib.sha1(frontend.cache_tag().encode())
     for c in clips:
         st = c.wav_path.stat()
-        h.update(f"{c.utt} {c.wav_path.resolve()} {st.st_size} {st.st_mtime_ns}\n".encode())
+        h.update(f"{c.key} {c.wav_path.resolve()} {st.st_size} {st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
 def compute_logmels(clips: Sequence[Clip], frontend: LogMel,
                     cache_file: Optional[PathLike] = None) -> Dict[str, torch.Tensor]:
-    """``utt -> logmel [n_mels, N]`` (float16); reuse ``cache_file`` when it matches the clips."""
+    """``clip key -> logmel [n_mels, N]`` (float16); reuse ``cache_file`` when it matches the clips."""
     fp = _fingerprint(clips, frontend)
     if cache_file is not None and Path(cache_file).is_file():
         blob = torch.load(cache_file, map_location="cpu", weights_only=True)
@@ -137,7 +187,7 @@ def compute_logmels(clips: Sequence[Clip], frontend: LogMel,
     feats = {}
     for c in tqdm(clips, desc="log-mel", mininterval=5):
         wav = load_audio(c.wav_path, frontend.sample_rate)
-        feats[c.utt] = frontend(wav[None])[0].to(torch.float16)
+        feats[c.key] = frontend(wav[None])[0].to(torch.float16)
     if cache_file is not None:
         Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(f"{cache_file}.tmp{os.getpid()}")

@@ -3,7 +3,10 @@
 Definitions (also written into RESULTS.md):
 
 * **exact-set accuracy**: share of clips whose predicted label set (posterior > threshold) equals
-  the ground-truth event set exactly (every class right, no extra class).
+  the ground-truth event set exactly (every class right, no extra class). Reported on all clips
+  and on the clips whose classes were all seen in training (the model's class list is the
+  training set's), per metadata ``category``, and per named subset of utt ids (e.g. clips made
+  of parameter combinations or recordings held out of training).
 * **event detection accuracy** (recall): share of ground-truth (clip, class) events detected;
   **event precision**: share of predicted (clip, class) labels that are true.
 * **mAP**: mean over classes present in the set of the average precision of ranking clips by the
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from math import comb
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -83,7 +86,17 @@ def evaluate_retrieval(scorer: AbsScorer, clips: Sequence[Clip], ks=(1, 5, 10)) 
     return res
 
 
-def evaluate_tagging(scorer: AbsScorer, clips: Sequence[Clip]) -> Dict[str, Any]:
+def _group(ok: np.ndarray, found: np.ndarray, n_events: np.ndarray, rows: List[int]) -> Dict[str, Any]:
+    """Exact-set accuracy and event recall over the clips ``rows``."""
+    rows = np.asarray(rows, dtype=int)
+    return {"num_clips": int(len(rows)),
+            "exact_set_accuracy": float(ok[rows].mean()) if len(rows) else float("nan"),
+            "event_detection_accuracy": float(found[rows].sum() / max(1, n_events[rows].sum()))}
+
+
+def evaluate_tagging(scorer: AbsScorer, clips: Sequence[Clip],
+                     subsets: Optional[Dict[str, Iterable[str]]] = None) -> Dict[str, Any]:
+    """Tagging metrics over ``clips``; ``subsets``: name -> utt ids reported separately."""
     from sklearn.metrics import average_precision_score
 
     names = scorer.class_names
@@ -114,8 +127,21 @@ def evaluate_tagging(scorer: AbsScorer, clips: Sequence[Clip]) -> Dict[str, Any]
     # events of classes the scorer does not know count as missed
     n_unknown = sum(1 for c in clips for lab in c.labels if lab not in index)
     pred = P > thr
-    exact = float(np.mean([(pred[i] == (Y[i] > 0)).all() and not any(l not in index for l in clips[i].labels)
-                           for i in range(len(clips))]))
+    ok = np.array([(pred[i] == (Y[i] > 0)).all() and not any(l not in index for l in clips[i].labels)
+                   for i in range(len(clips))])
+    exact = float(ok.mean())
+    n_events = np.array([len(c.labels) for c in clips])  # unknown classes included (counted as missed)
+    found = (pred & (Y > 0)).sum(axis=1)
+    seen = [i for i, c in enumerate(clips) if all(lab in index for lab in c.labels)]
+    cats: Dict[str, List[int]] = {}
+    for i, c in enumerate(clips):
+        cats.setdefault(c.category or "-", []).append(i)
+    by_subset = {}
+    for sub, utts in (subsets or {}).items():
+        want = set(utts)
+        rows = [i for i, c in enumerate(clips) if c.utt in want]
+        by_subset[sub] = _group(ok, found, n_events, rows)
+        by_subset[f"not {sub}"] = _group(ok, found, n_events, [i for i in range(len(clips)) if clips[i].utt not in want])
     n_true = int(Y.sum()) + n_unknown
     tp = int((pred & (Y > 0)).sum())
     present = np.where(Y.sum(0) > 0)[0]
@@ -126,6 +152,9 @@ def evaluate_tagging(scorer: AbsScorer, clips: Sequence[Clip]) -> Dict[str, Any]
         "num_clips": len(clips), "num_events": n_true, "num_classes_model": len(names),
         "num_classes_present": int(len(present)), "threshold": thr,
         "exact_set_accuracy": exact,
+        "seen_classes": _group(ok, found, n_events, seen),
+        "by_category": {k: _group(ok, found, n_events, v) for k, v in sorted(cats.items())},
+        "by_subset": by_subset,
         "event_detection_accuracy": tp / max(1, n_true),
         "event_precision": tp / max(1, int(pred.sum())),
         "mAP": float(np.mean(aps)) if aps else float("nan"),
@@ -159,6 +188,16 @@ def results_markdown(name: str, set_name: str, scorer: AbsScorer, res: Dict[str,
         ]
         if "frame_f1" in t:
             lines.append(f"| frame F1 at {t['frame_rate']:g} frames/s | {t['frame_f1']:.3f} | – | ↑ |")
+        if "seen_classes" in t:
+            g = t["seen_classes"]
+            lines += ["", "| clips | n | exact-set accuracy | event detection |", "|---|---:|---:|---:|",
+                      f"| all | {t['num_clips']} | {t['exact_set_accuracy']:.3f} | {t['event_detection_accuracy']:.3f} |",
+                      f"| classes all seen in training | {g['num_clips']} | {g['exact_set_accuracy']:.3f} | "
+                      f"{g['event_detection_accuracy']:.3f} |"]
+            for kind, groups in (("category", t["by_category"]), ("subset", t["by_subset"])):
+                for k, g in groups.items():
+                    lines.append(f"| {kind} `{k}` | {g['num_clips']} | {g['exact_set_accuracy']:.3f} | "
+                                 f"{g['event_detection_accuracy']:.3f} |")
         if t["unknown_classes"]:
             lines.append(f"\nClasses in the data unknown to the model (counted as missed): {t['unknown_classes']}")
         lines.append("")

@@ -1,9 +1,18 @@
 """Fixed (untrained) audio front end shared by the toolkit's own scorers, and audio loading.
 
 ``LogMel``: 16 kHz waveform -> log-mel ``[n_mels, N]`` at 100 frames/s (25 ms Hann window,
-10 ms hop, slaney mel, ``log10`` clamped to the clip's peak - 8, then ``(x + 4) / 4`` as in
-Whisper, so the features do not depend on the clip's level). It has no parameters, so log-mels
-can be computed once and cached (:mod:`ualm_tk.scoring.models.feature_cache`).
+10 ms hop, slaney mel, ``log10`` clamped to the clip's peak - 8). ``level_norm`` says what
+happens next:
+
+* ``"peak"``: subtract the clip's peak (its largest log-mel value, floored at ``PEAK_FLOOR`` so
+  digital silence stays silence), then ``(x + 4) / 4``, so the features lie in ``[-1, 1]`` and do
+  not depend on the clip's level: the same clip 12 dB quieter (as the codec's reconstruction is,
+  median) gives the same features up to rounding.
+* ``"none"``: Whisper's ``(x + 4) / 4`` on the absolute values (features shift by ``g / 40``
+  for a gain of ``g`` dB). Kept so scorers trained with it load and score as before.
+
+It has no parameters, so log-mels can be computed once and cached
+(:func:`ualm_tk.scoring.models.corpus.compute_logmels`).
 """
 
 from __future__ import annotations
@@ -20,6 +29,10 @@ import torchaudio
 logger = logging.getLogger(__name__)
 
 MEL_RATE = 100  # log-mel frames per second
+LEVEL_NORMS = ("none", "peak")
+# log10 mel power below which a clip's peak is not normalised up (~ -50 dB re a full-scale tone;
+# the recipe's clips peak at 0.4 .. 1.6, their codec resynthesis at -1.7 .. 0.7)
+PEAK_FLOOR = -5.0
 
 
 class AudioLoadError(ValueError):
@@ -63,10 +76,13 @@ def load_audio(path: Union[str, Path], target_sr: int) -> torch.Tensor:
 class LogMel(torch.nn.Module):
     """``wav [B, L]`` (16 kHz) -> normalised log-mel ``[B, n_mels, N]``, ``N = L // hop + 1``."""
 
-    def __init__(self, sample_rate: int = 16000, n_mels: int = 64):
+    def __init__(self, sample_rate: int = 16000, n_mels: int = 64, level_norm: str = "none"):
         super().__init__()
         if sample_rate % MEL_RATE:
             raise ValueError(f"sample_rate {sample_rate} must be a multiple of {MEL_RATE}")
+        if level_norm not in LEVEL_NORMS:
+            raise ValueError(f"level_norm must be one of {LEVEL_NORMS}, got {level_norm!r}")
+        self.level_norm = level_norm
         self.sample_rate = sample_rate
         self.hop = sample_rate // MEL_RATE
         self.n_mels = n_mels
@@ -82,6 +98,19 @@ class LogMel(torch.nn.Module):
     @torch.no_grad()
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         mel = self.mel(wav.float())  # [B, n_mels, N]
-        logmel = torch.clamp(mel, min=1e-10).log10()
-        peak = logmel.amax(dim=(1, 2), keepdim=True)  # [B, 1, 1]
-        return (torch.maximum(logmel, peak - 8.0) + 4.0) / 4.0
+        if self.level_norm == "none":
+            logmel = torch.clamp(mel, min=1e-10).log10()
+            peak = logmel.amax(dim=(1, 2), keepdim=True)  # [B, 1, 1]
+            return (torch.maximum(logmel, peak - 8.0) + 4.0) / 4.0
+        logmel = torch.clamp(mel, min=1e-14).log10()
+        # relative to the clip's peak (any clip louder than PEAK_FLOOR); a (near-)silent clip is not
+        # blown up to full scale: it stays at the floor, -1
+        ref = logmel.amax(dim=(1, 2), keepdim=True).clamp(min=PEAK_FLOOR)  # [B, 1, 1]
+        logmel = torch.maximum(logmel, ref - 8.0) - ref  # [-8, 0]
+        return (logmel + 4.0) / 4.0
+
+    def cache_tag(self) -> str:
+        """What decides the features (part of the log-mel cache fingerprint)."""
+        if self.level_norm == "none":
+            return f"{self.sample_rate} {self.n_mels}"  # as before level_norm existed: old caches stay valid
+        return f"{self.sample_rate} {self.n_mels} level_norm={self.level_norm}"

@@ -6,6 +6,9 @@ pooling of the frame posteriors (``p_c = sum_t softmax_t(a_tc) sigmoid(z_tc)``).
 binary cross-entropy (summed over classes) on strong (frame) labels from the events'
 onset/offset plus on clip labels.
 ``embed`` is the time-mean of ``h`` (``[D]``), for Fréchet distance.
+``level_norm: peak`` (the template config) makes the outputs independent of the clip's level
+(see :class:`LogMel`; default ``none`` only so scorers trained before it load unchanged);
+``stem_channels`` adds the 2-D conv stem of :class:`ConvTransformerBackbone`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class Tagger(TrainableScorer):
     @typechecked
     def __init__(self, class_names: Optional[List[str]] = None, sample_rate: int = 16000, n_mels: int = 64,
                  channels: List[int] = [96, 96], strides: List[int] = [2, 2], mel_pool: int = 2, d_model: int = 96,
+                 stem_channels: List[int] = [], level_norm: str = "none",
                  num_layers: int = 1,
                  num_heads: int = 4, ffn_dim: int = 192, dropout: float = 0.1,
                  frame_loss_weight: float = 1.0, threshold: float = 0.5):
@@ -39,16 +43,17 @@ class Tagger(TrainableScorer):
         if len(set(class_names)) != len(class_names):
             raise ValueError("tagger: class_names has duplicates")
         self.conf = dict(class_names=list(class_names), sample_rate=sample_rate, n_mels=n_mels,
-                         channels=list(channels), strides=list(strides), mel_pool=mel_pool, d_model=d_model,
+                         channels=list(channels), strides=list(strides), mel_pool=mel_pool,
+                         stem_channels=list(stem_channels), level_norm=level_norm, d_model=d_model,
                          num_layers=num_layers, num_heads=num_heads, ffn_dim=ffn_dim, dropout=dropout,
                          frame_loss_weight=frame_loss_weight, threshold=threshold)
         self._classes = list(class_names)
         self.class_index = {c: i for i, c in enumerate(self._classes)}
         self.threshold = threshold
         self.frame_loss_weight = frame_loss_weight
-        self.frontend = LogMel(sample_rate, n_mels)
+        self.frontend = LogMel(sample_rate, n_mels, level_norm)
         self.backbone = ConvTransformerBackbone(n_mels, channels, strides, d_model, num_layers, num_heads,
-                                                ffn_dim, dropout, mel_pool)
+                                                ffn_dim, dropout, mel_pool, stem_channels)
         self.frame_head = torch.nn.Linear(d_model, len(self._classes))
         self.att_head = torch.nn.Linear(d_model, len(self._classes))
         # start at a low prior (sigmoid(-4) = 1.8 %): events are rare per class, so training does not
@@ -103,7 +108,7 @@ class Tagger(TrainableScorer):
         probs, truth = [], []
         for i in range(0, len(valid_clips), 32):
             sel = valid_clips[i: i + 32]
-            x, lengths = pad_logmels([valid_feats[c.utt] for c in sel])
+            x, lengths = pad_logmels([valid_feats[c.key] for c in sel])
             dev = self.frame_head.weight.device
             probs.append(self(x.to(dev), lengths.to(dev))[1].cpu())
             truth.append(torch.stack([clip_targets(c.events, self.class_index) for c in sel]) > 0.5)

@@ -2,7 +2,8 @@
 
 Resumable: ``<out>/checkpoint.pth`` (model, optimizer, scheduler, epoch, best validation loss
 and its weights, torch RNG state) is written atomically after every epoch and picked up on the
-next run. Batches of an epoch are a permutation seeded by ``seed + epoch``, so a resumed run sees
+next run. Batches of an epoch are a permutation seeded by ``seed + epoch`` (length-bucketed:
+sorted by length within windows of 16 batches, then the batches shuffled), so a resumed run sees
 the same batches as an uninterrupted one. The final component directory (``component.yaml`` +
 ``model.pth``) holds the weights of the epoch with the lowest validation loss.
 """
@@ -14,7 +15,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 from tqdm import tqdm
@@ -26,18 +27,30 @@ logger = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pth"
 
 
-def _batches(n: int, batch_size: int, seed: int, shuffle: bool) -> List[List[int]]:
-    if shuffle:
-        g = torch.Generator().manual_seed(seed)
-        order = torch.randperm(n, generator=g).tolist()
-    else:
+BUCKET_BATCHES = 16  # length bucketing: sort within windows of this many batches
+
+
+def _batches(n: int, batch_size: int, seed: int, shuffle: bool,
+             lengths: Optional[Sequence[int]] = None) -> List[List[int]]:
+    """Index batches; shuffled ones with ``lengths`` are length-bucketed (less padding, same randomness)."""
+    if not shuffle:
         order = list(range(n))
-    return [order[i: i + batch_size] for i in range(0, n, batch_size)]
+        return [order[i: i + batch_size] for i in range(0, n, batch_size)]
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=g).tolist()
+    if lengths is None:
+        return [order[i: i + batch_size] for i in range(0, n, batch_size)]
+    win = batch_size * BUCKET_BATCHES
+    out = []
+    for w in range(0, n, win):
+        chunk = sorted(order[w: w + win], key=lambda i: lengths[i])
+        out += [chunk[i: i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [out[i] for i in torch.randperm(len(out), generator=g).tolist()]
 
 
 def _run_batch(model: TrainableScorer, clips: Sequence[Clip], feats: Dict[str, torch.Tensor], idx: List[int]):
     sel = [clips[i] for i in idx]
-    x, lengths = pad_logmels([feats[c.utt] for c in sel])
+    x, lengths = pad_logmels([feats[c.key] for c in sel])
     dev = next(model.parameters()).device
     return model.loss(x.to(dev), lengths.to(dev), sel)
 
@@ -77,6 +90,7 @@ def train(model: TrainableScorer, train_clips: Sequence[Clip], train_feats: Dict
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup_steps) / max(1, total - warmup_steps))))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    train_lengths = [int(train_feats[c.key].shape[-1]) for c in train_clips]
     ckpt_path = out_dir / CHECKPOINT
     start_epoch, history, best = 0, [], {"loss": float("inf"), "epoch": -1, "state": None}
     if resume and ckpt_path.is_file():
@@ -93,7 +107,7 @@ def train(model: TrainableScorer, train_clips: Sequence[Clip], train_feats: Dict
     for epoch in range(start_epoch, max_epochs):
         model.train()
         sums: Dict[str, float] = {}
-        batches = _batches(len(train_clips), batch_size, seed + epoch, shuffle=True)
+        batches = _batches(len(train_clips), batch_size, seed + epoch, shuffle=True, lengths=train_lengths)
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{max_epochs}", mininterval=10)
         for idx in bar:
             loss, stats = _run_batch(model, train_clips, train_feats, idx)
