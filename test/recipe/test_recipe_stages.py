@@ -190,9 +190,12 @@ TINY_LM = "egs2/TEMPLATE/ualm1/conf/train_ualm_tiny.yaml"
 LM_EXP = "exp/ualm_train_ualm_tiny"
 
 
+TINY_ENC_PRETRAIN = "egs2/TEMPLATE/ualm1/conf/audio_encoder_pretrain_tiny.yaml"
+
+
 def _lm_opts(repo_root):
     return ("--lm_config", str(repo_root / TINY_LM), "--lm_train_opts", "--max_epoch 3",
-            "--vae_config", "conf/vae/tiny.yaml")
+            "--lm_encoder_pretrain_config", str(repo_root / TINY_ENC_PRETRAIN), "--vae_config", "conf/vae/tiny.yaml")
 
 
 def _kill_training(rec: Path, proc: subprocess.Popen):
@@ -229,7 +232,7 @@ def recipe_stage5(recipe_stage4, repo_root):
     log = rec / LM_EXP / "train.log"
     proc = subprocess.Popen(args, cwd=rec, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
-    deadline = time.time() + 240
+    deadline = time.time() + 600  # stage 5a (encoder pre-training) runs first
     while time.time() < deadline and proc.poll() is None:
         if log.is_file() and "2/3epoch started" in log.read_text(errors="replace"):
             break
@@ -279,8 +282,14 @@ def test_stage_5_leaves_a_model_dir_and_rerun_is_a_no_op(recipe_stage5, repo_roo
     tasks = sorted(t for _, t, _ in cfg["train_data_path_and_name_and_type"])
     assert tasks == sorted(["caption_to_audio", "audio_to_caption", "audio_qa_dialog", "text_only"])
     assert cfg["max_epoch"] == 3 and cfg["resume"] is True
+    # 5a: the audio encoder was pre-trained on the question labels and the LM started from it
+    enc = rec / "exp" / "audio_encoder_train_ualm_tiny"
+    assert (enc / "encoder" / "model.pth").is_file() and "| is_there_speech |" in (enc / "RESULTS.md").read_text()
+    assert cfg["init_param"] == ["exp/audio_encoder_train_ualm_tiny/encoder/model.pth::audio_encoder"]
+    assert "Loading pretrained params from exp/audio_encoder_train_ualm_tiny" in (exp / "train.log").read_text()
     stamp = (exp / "checkpoint.pth").stat().st_mtime_ns
     r = run(rec, env, "--stage", "5", "--stop_stage", "5", *_lm_opts(repo_root))
+    assert "Stage 5a: audio encoder pre-training: exp/audio_encoder_train_ualm_tiny already done" in r.stdout
     assert f"Stage 5: LM training: {LM_EXP} already done" in r.stdout
     assert (exp / "checkpoint.pth").stat().st_mtime_ns == stamp
 
@@ -307,60 +316,180 @@ def test_stage_5_multi_gpu_and_multi_node_commands(recipe_stage5, repo_root):
     assert "--ngpu 0 --multiprocessing_distributed true --dist_launcher slurm" in cmd and cmd.endswith("--dist_backend gloo")
 
 
+# ---- stages 6-7: DPO, inference ----
+# The evaluators (stage 6's reward, stage 8's metrics) train on train + valid + test here: on a 40-clip
+# corpus the 4 valid and 4 test clips hold event classes that the 32 training clips lack, and a tagger
+# cannot score a class it never saw (stage 6 scores valid prompts, stage 8 test clips). The default
+# recipe trains them on the train set only. Stage 6 and stage 8 get the same options: stage 8 must find
+# the evaluators of stage 6 done.
+SCORERS = ("--scorer_train_opts", "--max_epochs 1", "--scorer_train_sets", "train valid test")
+DPO_EXP = "exp/ualm_dpo_train_ualm_tiny"
+# a tiny DPO: 8 train + 4 valid prompts x 4 candidates of <= 20 steps, 2 CE updates, 3 DPO updates (the
+# tiny LM ends some candidates before their first frame: 4 draws leave most prompts a pair)
+TINY_DPO = ("--dpo_num_prompts", "8", "--dpo_valid_prompts", "4", "--dpo_num_samples", "4",
+            "--dpo_sample_opts", "--max_steps 20", "--dpo_ce_opts", "--max_epoch 1 --num_iters_per_epoch 2",
+            "--dpo_train_opts", "--max_epoch 1 --num_iters_per_epoch 3")
 STAGE67 = ("--stage", "6", "--stop_stage", "7", "--decode_tasks", "audio_qa text_only caption_to_audio",
-           "--inference_nj", "2", "--inference_opts", "--max_steps 40")
+           "--inference_nj", "2", "--inference_opts", "--max_steps 40", *SCORERS, *TINY_DPO)
+DECODE_TAG = "decode_cfg3.0_topk20_temp0.8_max_steps40"
+
+
+def _dpo_opts(repo_root):
+    return ("--dpo_config", str(repo_root / "egs2/TEMPLATE/ualm1/conf/train_ualm_dpo_tiny.yaml"))
 
 
 @pytest.fixture(scope="module")
 def recipe_stage7(recipe_stage5, repo_root):
     rec, env, *_ = recipe_stage5
-    r = run(rec, env, *STAGE67, *_lm_opts(repo_root))
+    r = run(rec, env, *STAGE67, *_lm_opts(repo_root), *_dpo_opts(repo_root))
     return rec, env, r
 
 
-def test_stage_7_decodes_every_test_key(recipe_stage7):
+def test_stage_6_refuses_an_unfinished_stage_5_model(recipe_stage7, repo_root):
+    rec, env, _ = recipe_stage7
+    done = rec / LM_EXP / ".done"
+    done.rename(done.with_name(".done.away"))
+    try:
+        r = run(rec, env, *STAGE67, *_lm_opts(repo_root), *_dpo_opts(repo_root), check=False)
+    finally:
+        done.with_name(".done.away").rename(done)
+    assert r.returncode != 0 and f"Stage 6: the training in {LM_EXP} has not finished" in r.stderr, r.stderr
+
+
+def test_stage_6_samples_scores_and_pairs_candidates(recipe_stage7):
     import json
 
     rec, env, r = recipe_stage7
-    assert "Stage 6 (DPO) is not implemented yet: skipped" in r.stdout
-    dec = rec / LM_EXP / "decode_cfg3.0_topk20_temp0.8_max_steps40"
-    for task in ("audio_qa", "text_only"):
-        d = dec / f"{task}_test"
-        keys = set(json.loads((rec / "dump" / task / "test" / "data.json").read_text())["examples"])
-        lines = (d / "text").read_text().splitlines()
-        assert len(lines) == len(keys) and {ln.split(" ", 1)[0] for ln in lines} == keys
-        assert len(list((d / "log").glob("decode.*.log"))) == 2  # a JOB=1:2 array
-        scores = json.loads((d / "scores_understanding.json").read_text())
-        assert scores and (d / "scores_understanding.md").is_file()
-    d = dec / "caption_to_audio_test"
-    keys = set(json.loads((rec / "dump" / "caption_to_audio" / "test" / "data.json").read_text())["examples"])
-    wavs = read_kaldi_file(d / "wav.scp")
-    assert set(wavs) == keys and set(read_kaldi_file(d / "wav_vae.scp")) == keys
-    for path in wavs.values():
-        info = sf.info(str(rec / path) if not path.startswith("/") else path)
-        assert info.samplerate == 16000 and info.frames > 0
-    loss = json.loads((d / "heldout_loss.json").read_text())
-    assert loss and (d / "heldout_loss.md").is_file()
+    out = r.stdout
+    # the reward's evaluators are trained here, by stage 6, in the dirs stage 8 uses
+    assert "Stage 6: DPO: evaluator dump/audio/{train,valid,test} -> exp/scorer_tagger" in out
+    for name in ("tagger", "clap_mini"):
+        assert (rec / "exp" / f"scorer_{name}" / ".done").is_file()
+    for part, n_prompts in (("train", 8), ("valid", 4)):
+        cands = rec / DPO_EXP / "cands" / part
+        prompts = sorted(json.loads((rec / "dump" / "caption_to_audio" / part / "data.json").read_text())["examples"])
+        info = [json.loads(p.read_text()) for p in sorted(cands.glob("cands.*/sample_info.json"))]
+        assert len(info) == 2 and len(list((cands / "log").glob("sample.*.log"))) == 2  # a JOB=1:2 array
+        assert sum(i["prompts"] for i in info) == n_prompts
+        assert sum(i["candidates"] + i["empty"] for i in info) == 4 * n_prompts
+        c2p = {}
+        for d in sorted(cands.glob("cands.*")):
+            c2p.update(read_kaldi_file(d / "cand2prompt"))
+            for c, wav in read_kaldi_file(d / "wav.scp").items():  # decoded for the reward
+                assert sf.info(wav).samplerate == 16000, c
+        assert set(c2p.values()) <= set(prompts[:n_prompts])  # the first N prompts, no other
+        pdir = rec / DPO_EXP / "pairs" / part
+        rewards = {c: float(v) for c, v in read_kaldi_file(pdir / "rewards").items()}
+        assert set(rewards) == set(c2p) and all(-1.0 <= v <= 1.0 for v in rewards.values())
+        comps = json.loads((pdir / "reward_components.json").read_text())
+        assert all({"similarity", "event"} <= set(comps[c]) for c in c2p)  # CLAP-style + tagger rewards
+        stats = json.loads((pdir / "stats.json").read_text())
+        counts = stats["counts"]
+        pairs = json.loads((pdir / "pairs.json").read_text())["pairs"]
+        assert 1 <= counts["pairs"] == len(pairs) <= n_prompts
+        assert counts["prompts"] == counts["pairs"] + counts["too_few"] + counts["tie"] + counts["small_gap"]
+        assert counts["prompts"] == len(set(c2p.values()))
+        for p, rec_ in pairs.items():
+            mine = {c: v for c, v in rewards.items() if c2p[c] == p}
+            assert rewards[rec_["chosen"]] == max(mine.values()) > rewards[rec_["rejected"]] == min(mine.values())
+        assert stats["mean_reward_chosen"] > stats["mean_reward_rejected"]
+        assert abs(stats["mean_reward"] - sum(rewards.values()) / len(rewards)) < 1e-4
+        assert f"Stage 6: {DPO_EXP}/pairs/{part}/stats.json: {counts['pairs']} pairs of {counts['prompts']} prompts" in out
 
 
-def test_stage_7_rerun_is_a_no_op(recipe_stage7, repo_root):
+def test_stage_6_trains_a_plain_model_dir_after_a_ce_fine_tune(recipe_stage7):
+    import json
+
+    import yaml
+
+    from ualm_tk.models.generation import load_model_dir
+    from ualm_tk.models.ualm import UALMModel
+
+    rec, env, r = recipe_stage7
+    ce, dpo = rec / DPO_EXP / "ce_winners", rec / DPO_EXP
+    for d, init, dpo_weight in ((ce, LM_EXP, 0.0), (dpo, f"{DPO_EXP}/ce_winners", 1.0)):
+        cfg = yaml.safe_load((d / "config.yaml").read_text())
+        assert cfg["model"] == "ualm" and cfg["init_model_dir"] == init
+        assert cfg["dpo_conf"].get("dpo_weight", 1.0) == dpo_weight and cfg["dpo_conf"]["beta"] == 0.1
+        assert (d / ".done").is_file() and "The training was finished" in (d / "train.log").read_text()
+    assert yaml.safe_load((ce / "config.yaml").read_text())["num_iters_per_epoch"] == 2
+    assert yaml.safe_load((dpo / "config.yaml").read_text())["num_iters_per_epoch"] == 3
+    # a plain UALM model dir whose weights moved away from the stage-5 model's
+    tuned, _, _ = load_model_dir(dpo)
+    base, _, _ = load_model_dir(rec / LM_EXP)
+    assert type(tuned) is UALMModel
+    assert any(not (a == b).all() for a, b in zip(tuned.state_dict().values(), base.state_dict().values()))
+    # the DPO model's reward on the same valid prompts, compared with the stage-5 model's
+    stats = json.loads((dpo / "reward_valid" / "stats.json").read_text())
+    assert 0.0 <= stats["compare"]["win_rate"] <= 1.0 and 1 <= stats["compare"]["num_prompts"] <= 4
+    assert "Stage 6: reward on the valid prompts: mean reward per prompt" in r.stdout and "win rate of the DPO model" in r.stdout
+    assert f"Stage 6: done; DPO model dir {DPO_EXP}" in r.stdout
+
+
+def test_stage_7_decodes_every_test_key_with_both_models(recipe_stage7):
+    import json
+
+    rec, env, r = recipe_stage7
+    assert f"Stage 7: models to decode: {LM_EXP} {DPO_EXP}" in r.stdout
+    for model in (LM_EXP, DPO_EXP):
+        dec = rec / model / DECODE_TAG
+        for task in ("audio_qa", "text_only"):
+            d = dec / f"{task}_test"
+            keys = set(json.loads((rec / "dump" / task / "test" / "data.json").read_text())["examples"])
+            lines = (d / "text").read_text().splitlines()
+            assert len(lines) == len(keys) and {ln.split(" ", 1)[0] for ln in lines} == keys
+            assert len(list((d / "log").glob("decode.*.log"))) == 2  # a JOB=1:2 array
+            scores = json.loads((d / "scores_understanding.json").read_text())
+            assert scores and (d / "scores_understanding.md").is_file()
+            assert f"--model_dir {model} " in (d / "log" / "decode.1.log").read_text()
+        d = dec / "caption_to_audio_test"
+        keys = set(json.loads((rec / "dump" / "caption_to_audio" / "test" / "data.json").read_text())["examples"])
+        wavs = read_kaldi_file(d / "wav.scp")
+        assert set(wavs) == keys and set(read_kaldi_file(d / "wav_vae.scp")) == keys
+        for path in wavs.values():
+            info = sf.info(str(rec / path) if not path.startswith("/") else path)
+            assert info.samplerate == 16000 and info.frames > 0
+        loss = json.loads((d / "heldout_loss.json").read_text())
+        assert loss and (d / "heldout_loss.md").is_file()
+
+
+def test_stages_6_and_7_rerun_is_a_no_op(recipe_stage7, repo_root):
     rec, env, _ = recipe_stage7
-    dec = rec / LM_EXP / "decode_cfg3.0_topk20_temp0.8_max_steps40"
-    stamp = (dec / "audio_qa_test" / "text").stat().st_mtime_ns
-    r = run(rec, env, *STAGE67, *_lm_opts(repo_root))
-    for task in ("audio_qa", "text_only", "caption_to_audio"):
-        assert f"{task}_test already done" in r.stdout
-    assert (dec / "audio_qa_test" / "text").stat().st_mtime_ns == stamp
+    dec = rec / LM_EXP / DECODE_TAG
+    paths = [dec / "audio_qa_test" / "text", rec / DPO_EXP / "checkpoint.pth", rec / DPO_EXP / "pairs" / "train" / "pairs.json",
+             rec / DPO_EXP / "ce_winners" / "checkpoint.pth", rec / DPO_EXP / DECODE_TAG / "caption_to_audio_test" / "wav.scp"]
+    stamps = [p.stat().st_mtime_ns for p in paths]
+    r = run(rec, env, *STAGE67, *_lm_opts(repo_root), *_dpo_opts(repo_root))
+    out = r.stdout
+    assert "Stage 6: evaluator exp/scorer_tagger already done" in out
+    for part in ("train", "valid"):
+        assert f"Stage 6: candidates {DPO_EXP}/cands/{part} already done" in out
+        assert f"Stage 6: rewards {DPO_EXP}/pairs/{part} already done" in out
+    assert f"Stage 6: CE fine-tune on winners: {DPO_EXP}/ce_winners already done" in out
+    assert f"Stage 6: DPO training: {DPO_EXP} already done" in out
+    for model in (LM_EXP, DPO_EXP):
+        for task in ("audio_qa", "text_only", "caption_to_audio"):
+            assert f"{model}/{DECODE_TAG}/{task}_test already done" in out
+    assert [p.stat().st_mtime_ns for p in paths] == stamps
+
+
+def test_stage_7_inference_model_decodes_that_model_only(recipe_stage7, repo_root):
+    rec, env, _ = recipe_stage7
+    r = run(rec, env, "--stage", "7", "--stop_stage", "7", "--decode_tasks", "caption_to_audio",
+            "--inference_opts", "--max_steps 8", "--inference_model", LM_EXP, *_lm_opts(repo_root))
+    assert any(ln.endswith(f"Stage 7: models to decode: {LM_EXP}") for ln in r.stdout.splitlines()), r.stdout
+    assert DPO_EXP not in r.stdout
+    tag = "decode_cfg3.0_topk20_temp0.8_max_steps8"
+    assert len(read_kaldi_file(rec / LM_EXP / tag / "caption_to_audio_test" / "wav.scp")) == 4
+    assert not (rec / DPO_EXP / tag).exists()
 
 
 # ---- stage 8: scoring ----
-# The evaluators train on train + test here: on a 40-clip corpus the 4 test clips hold event classes
-# that the 32 training clips lack, and a tagger cannot score a class it never saw. The default
-# recipe trains them on the train set only.
+# (the evaluators' options are stage 6's, SCORERS: stage 8 reuses the evaluators stage 6 trained)
 STAGE8 = ("--stage", "8", "--stop_stage", "8", "--decode_tasks", "audio_qa text_only caption_to_audio",
-          "--inference_opts", "--max_steps 40", "--scorer_train_opts", "--max_epochs 1",
-          "--scorer_train_sets", "train test", "--num_result_samples", "2")
-DECODE = LM_EXP + "/decode_cfg3.0_topk20_temp0.8_max_steps40"
+          "--inference_opts", "--max_steps 40", *SCORERS, "--num_result_samples", "2")
+DECODE = f"{LM_EXP}/{DECODE_TAG}"
+DPO_DECODE = f"{DPO_EXP}/{DECODE_TAG}"
 
 
 @pytest.fixture(scope="module")
@@ -376,15 +505,20 @@ def _scores(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_stage_8_trains_evaluators_and_scores_decodes_and_ceilings(recipe_stage8):
+def test_stage_8_scores_decodes_of_both_models_and_ceilings(recipe_stage8):
     rec, env, r = recipe_stage8
     for name in ("tagger", "clap_mini"):
         sdir = rec / "exp" / f"scorer_{name}"
         assert (sdir / "component.yaml").is_file() and (sdir / ".done").is_file()
         assert "test" in _scores(sdir / "results.json")  # its own accuracy on the first test set
         assert (sdir / "RESULTS.md").is_file()
+        # stage 6 trained them with the same options: not trained again
+        assert f"Stage 8: evaluator exp/scorer_{name} already done" in r.stdout
     dec = rec / DECODE / "caption_to_audio_test"
     gen = _scores(dec / "scores.json")
+    dpo = rec / DPO_DECODE / "caption_to_audio_test"
+    assert set(_scores(dpo / "scores.json")) == set(gen) and set(_scores(dpo / "scores_vae.json")) == set(gen)
+    assert all(_scores(dpo / "scores.json")[k]["num_items"] == 4 for k in ("FD[scorer_tagger]", "CLAP[scorer_clap_mini]"))
     for key in ("FD[scorer_tagger]", "KL[scorer_tagger]", "event_recall[scorer_tagger]",
                 "event_precision[scorer_tagger]", "FD[scorer_clap_mini]", "CLAP[scorer_clap_mini]"):
         assert key in gen, sorted(gen)
@@ -409,7 +543,12 @@ def test_stage_8_writes_one_results_page_with_plots_and_samples(recipe_stage8):
     rec, env, r = recipe_stage8
     md = (rec / "RESULTS.md").read_text()
     assert "ceiling: ground-truth test audio" in md and "ceiling: codec resynthesis + VAE enhancement" in md
-    assert "ualm_train_ualm_tiny/decode_cfg3.0_topk20_temp0.8_max_steps40 + VAE" in md
+    # the stage-5 and the DPO model side by side, in every table
+    for label in ("ualm_train_ualm_tiny/decode_cfg3.0_topk20_temp0.8_max_steps40",
+                  "ualm_dpo_train_ualm_tiny/decode_cfg3.0_topk20_temp0.8_max_steps40"):
+        assert f"| FD[scorer_tagger] | {label} |" in md and f"| FD[scorer_tagger] | {label} + VAE |" in md
+        assert f"| {label} | " in md  # held-out loss row
+        assert f"audio_qa: {label}" in md and f"text_only: {label}" in md
     assert "| FD[scorer_tagger] |" in md and "Hz |" in md and "lower is better" in md
     assert "Held-out audio-token loss vs unigram baseline" in md
     assert "chance: majority" in md and "audio_qa:" in md and "text_only:" in md
@@ -418,7 +557,10 @@ def test_stage_8_writes_one_results_page_with_plots_and_samples(recipe_stage8):
         assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100 and img.std() > 0
         assert f"results_images/{png}" in md
     wavs = sorted(p.name for p in (rec / "results_samples" / "test").glob("*.wav"))
-    assert len(wavs) == 6 and sum(".reference." in w for w in wavs) == 2 and sum("generated_vae" in w for w in wavs) == 2
+    # the reference and both models' generations (S1 = stage 5, S3 = DPO) of the first 2 test keys
+    assert sum(".reference." in w for w in wavs) == 2 and sum(".generated." in w for w in wavs) == 2
+    assert sum(".generated3." in w for w in wavs) == 2 and sum(".generated_vae." in w for w in wavs) == 2
+    assert sum(".generated3_vae." in w for w in wavs) == 2  # the DPO model's VAE copy does not overwrite the base one
     for w in wavs:
         assert sf.info(str(rec / "results_samples" / "test" / w)).frames > 0
 

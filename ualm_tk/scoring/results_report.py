@@ -297,9 +297,12 @@ def write_report(sets: Sequence[SetResults], out: Path, audio_dump: Optional[Pat
                 for k in keys:
                     row = []
                     for j, (name, scp) in enumerate(cols):
+                        # S1 generated, S2 generated_vae (its VAE), S3 generated3, S4 generated3_vae, ...
                         tag = "reference" if j == 0 else ("generated_vae" if name.endswith("+ VAE") else "generated")
                         if j > 1 and tag == "generated":
                             tag = f"generated{j}"
+                        elif j > 2 and tag == "generated_vae":
+                            tag = f"generated{j - 1}_vae"
                         dst = wav_dir / sr_.name / f"{k}.{tag}.wav"
                         dst.parent.mkdir(parents=True, exist_ok=True)
                         shutil.copyfile(scp[k], dst)

@@ -2,7 +2,7 @@
 # Creates a new recipe directory that uses this template:
 #   egs2/TEMPLATE/ualm1/setup.sh egs2/<corpus>/ualm1
 # It links ualm.sh, path.sh and utils/ (shared code, updated with the toolkit), copies cmd.sh and
-# conf/slurm.conf and the codec/VAE configs conf/{codec,vae}/ (yours to edit) and writes a run.sh that passes "$@" last.
+# conf/slurm.conf, the codec/VAE configs conf/{codec,vae}/ and conf/audio_encoder_pretrain.yaml (yours to edit) and writes a run.sh that passes "$@" last.
 # You then write local/data.sh, which must produce data/<set>/ (see README, "Stage 1").
 set -euo pipefail
 log() { echo "[setup.sh] $*"; }
@@ -20,7 +20,7 @@ ln -s "$(rel "${template}/path.sh" "${target}")" "${target}/path.sh"
 ln -s "$(rel "${main_root}/utils" "${target}")" "${target}/utils"
 cp "${template}/cmd.sh" "${target}/cmd.sh"
 cp "${template}/conf/slurm.conf" "${target}/conf/slurm.conf"
-cp -r "${template}/conf/codec" "${template}/conf/vae" "${target}/conf/"
+cp -r "${template}/conf/codec" "${template}/conf/vae" "${template}/conf/audio_encoder_pretrain.yaml" "${target}/conf/"
 cat > "${target}/run.sh" <<'RUN'
 #!/usr/bin/env bash
 # Recipe entry point: set this corpus's options here; command-line options ("$@") win.

@@ -89,6 +89,9 @@ task_data_opts=
 lm_config=conf/train_ualm.yaml
 # stage 5: name of the LM experiment, exp/ualm_<tag> (default: the config's file name)
 lm_tag=
+# stage 5a: config of the audio encoder's pre-training on the train set's categorical question labels
+# (python -m ualm_tk.bin.audio_encoder_pretrain); the LM then starts from it. Empty: the encoder starts random
+lm_encoder_pretrain_config=
 # stage 5: task templates the LM trains on (each needs dump/<task>/<train set>/data.json from stage 4)
 lm_train_tasks="caption_to_audio audio_to_caption audio_qa_dialog text_only"
 # stage 5: validation set of the LM (default: --valid_set)
@@ -104,6 +107,29 @@ num_nodes=1
 # stage 5: CPU threads of the training job with --ngpu 0 (0: every CPU this process may use; path.sh's
 # OMP_NUM_THREADS=1 is meant for parallel data jobs, not for the one training job)
 lm_num_threads=0
+# stage 6: DPO training config (python -m ualm_tk.tasks.ualm_dpo --config; also runs the CE fine-tune on winners)
+# (default: the recipe's conf/train_ualm_dpo.yaml, else the template's)
+dpo_config=
+# stage 6: name of the DPO experiment, exp/ualm_dpo_<tag> (default: the stage-5 tag, --lm_tag)
+dpo_tag=
+# stage 6: parallel candidate-sampling jobs per set (default: --inference_nj)
+dpo_nj=
+# stage 6: training prompts to sample candidates for (the first N caption_to_audio keys of --train_set)
+dpo_num_prompts=200
+# stage 6: validation prompts to sample candidates for (pairs for the validation loss, reward before/after)
+dpo_valid_prompts=40
+# stage 6: candidates sampled per prompt (CFG, top-k and temperature as in stage 7)
+dpo_num_samples=4
+# stage 6: smallest reward gap between a pair's winner and loser (smaller gaps are skipped)
+dpo_min_gap=0.0
+# stage 6: extra options for python -m ualm_tk.bin.dpo_sample (e.g. "--max_steps 300")
+dpo_sample_opts=
+# stage 6: extra options for python -m ualm_tk.bin.dpo_pairs (e.g. "--w_order 0 --threshold 0.4")
+dpo_pairs_opts=
+# stage 6: extra options of the CE fine-tune on winners (same config with --dpo_conf dpo_weight=0.0)
+dpo_ce_opts="--max_epoch 1"
+# stage 6: extra options of the DPO training (e.g. "--max_epoch 2 --dpo_conf beta=0.2")
+dpo_train_opts=
 # stage 7: task templates to decode on every test set
 decode_tasks="audio_qa text_only caption_to_audio audio_to_caption"
 # stage 7: number of parallel decoding jobs per task and set
@@ -122,15 +148,16 @@ top_k=20
 temperature=0.8
 # stage 7: sampling seed (each key's seed derives from it and the key)
 inference_seed=0
-# stage 7: model dir to decode with (default: the stage-5 experiment dir exp/ualm_<tag>)
+# stage 7: model dir to decode with (default: the stage-5 model exp/ualm_<tag>, and the stage-6 model
+# exp/ualm_dpo_<tag> too once stage 6 has finished; each decoded into its own <model>/decode_<tag>/)
 inference_model=
-# stage 8: trained evaluator model dirs (scorer components), space-separated; empty: train them from --scorer_configs
+# stage 6/8: trained evaluator model dirs (scorer components), space-separated; empty: train them from --scorer_configs
 scorer_dirs=
-# stage 8: evaluator training configs, one exp/scorer_<config name> each (default: the template's tagger + clap_mini)
+# stage 6/8: evaluator training configs, one exp/scorer_<config name> each (default: the template's tagger + clap_mini)
 scorer_configs=
-# stage 8: sets the evaluators are trained on (default: --train_set); they are evaluated on the first test set
+# stage 6/8: sets the evaluators are trained on (default: --train_set); they are evaluated on the first test set
 scorer_train_sets=
-# stage 8: extra options for python -m ualm_tk.bin.scorer_train (e.g. "--max_epochs 1")
+# stage 6/8: extra options for python -m ualm_tk.bin.scorer_train (e.g. "--max_epochs 1")
 scorer_train_opts=
 # stage 8: extra options for python -m ualm_tk.bin.score_dir (e.g. "--kl_direction gen||ref --event_threshold 0.4")
 scoring_opts=
@@ -199,6 +226,8 @@ done
 [ "${num_nodes}" -ge 1 ] || die "--num_nodes must be >= 1, got ${num_nodes}"
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
   [ -f "${lm_config}" ] || die "--lm_config ${lm_config}: no such file"
+  [ -z "${lm_encoder_pretrain_config}" ] || [ -f "${lm_encoder_pretrain_config}" ] \
+    || die "--lm_encoder_pretrain_config ${lm_encoder_pretrain_config}: no such file"
   if [ "${num_nodes}" -gt 1 ] && [ "${cmd_backend}" != slurm ]; then
     die "--num_nodes ${num_nodes} needs the slurm backend (UALM_CMD_BACKEND=slurm or cmd_backend=slurm in cmd.sh): the local backend runs on one machine"
   fi
@@ -212,6 +241,9 @@ done
 [ "${inference_nj}" -ge 1 ] || die "--inference_nj must be >= 1, got ${inference_nj}"
 case "${inference_ngpu}" in 0|1) ;; *) die "--inference_ngpu must be 0 or 1 (one GPU per decoding job), got ${inference_ngpu}" ;; esac
 [ "${top_k}" -ge 1 ] || die "--top_k must be >= 1, got ${top_k}"
+# the models stage 7 decodes and stage 8 scores: --inference_model alone, else the stage-5 model
+# (and the stage-6 model, added at stage 7/8 when its .done exists)
+inference_model_given=${inference_model}
 [ -n "${inference_model}" ] || inference_model=${lm_exp}
 if [ -z "${inference_tag}" ]; then
   inference_tag="cfg${guidance_scale}_topk${top_k}_temp${temperature}"
@@ -225,7 +257,8 @@ template_dir=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 [ -n "${scorer_configs}" ] || scorer_configs="${template_dir}/conf/scorer/tagger.yaml ${template_dir}/conf/scorer/clap_mini.yaml"
 [ -n "${scorer_train_sets}" ] || scorer_train_sets=${train_set}
 [[ "${num_result_samples}" =~ ^[1-9][0-9]*$ ]] || die "--num_result_samples must be >= 1, got '${num_result_samples}'"
-if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
+# (the evaluators score stage 8 and give stage 6 its reward)
+if { [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; } || { [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; }; then
   if [ -n "${scorer_dirs}" ]; then
     for d in ${scorer_dirs}; do
       [ -f "${d}/component.yaml" ] || die "--scorer_dirs: ${d} has no component.yaml (not a trained scorer)"
@@ -235,6 +268,23 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
       [ -f "${c}" ] || die "--scorer_configs: ${c}: no such file"
     done
   fi
+fi
+# stage 6 options
+[ -n "${dpo_tag}" ] || dpo_tag=${lm_tag}
+dpo_exp="${expdir}/ualm_dpo_${dpo_tag}"
+[ -n "${dpo_nj}" ] || dpo_nj=${inference_nj}
+[[ "${dpo_nj}" =~ ^[1-9][0-9]*$ ]] || die "--dpo_nj must be >= 1, got '${dpo_nj}'"
+[ "${dpo_num_prompts}" -ge 1 ] || die "--dpo_num_prompts must be >= 1, got ${dpo_num_prompts}"
+[ "${dpo_valid_prompts}" -ge 1 ] || die "--dpo_valid_prompts must be >= 1, got ${dpo_valid_prompts}"
+[ "${dpo_num_samples}" -ge 2 ] || die "--dpo_num_samples must be >= 2 (a pair needs two candidates), got ${dpo_num_samples}"
+[[ "${dpo_min_gap}" != -* ]] || die "--dpo_min_gap must be >= 0, got ${dpo_min_gap}"
+if [ -z "${dpo_config}" ]; then
+  dpo_config=conf/train_ualm_dpo.yaml
+  [ -f "${dpo_config}" ] || dpo_config="${template_dir}/conf/train_ualm_dpo.yaml"
+fi
+if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
+  [ -f "${dpo_config}" ] || die "--dpo_config ${dpo_config}: no such file"
+  [ "${dpo_exp}" != "${lm_exp}" ] || die "--dpo_tag: the DPO experiment ${dpo_exp} would overwrite the stage-5 model"
 fi
 # the enhancement VAE used at inference: --vae_dir, else the one stage 3 trains, else none
 if [ -n "${vae_dir}" ]; then
@@ -287,6 +337,78 @@ run_jobs() {
   if ! ${jobcmd} "$@"; then
     show_failed_logs "${logdir}"
     die "a job failed; logs are in ${logdir}"
+  fi
+}
+
+# prepare_evaluators <stage>: sets eval_scorers to the evaluator dirs of stages 6 (reward) and 8 (metrics):
+# --scorer_dirs, else one exp/scorer_<config name> per --scorer_configs, trained here unless done
+# (an audio tagger and a text-audio contrastive model, each with its own accuracy on the first test set).
+prepare_evaluators() {
+  local n=$1 tagger_dir= sc_data=() sc_audio=() sc_valid=() s conf sdir kind init_opt sig
+  if [ -n "${scorer_dirs}" ]; then
+    log "Stage ${n}: using the evaluator models ${scorer_dirs}; evaluator training skipped"
+    eval_scorers=${scorer_dirs}
+    return 0
+  fi
+  eval_scorers=
+  for s in ${scorer_train_sets}; do
+    [ -f "${dumpdir}/audio/${s}/wav.scp" ] || die "Stage ${n}: ${dumpdir}/audio/${s}/wav.scp is missing; run stage 2 first"
+    sc_data+=("${dumpdir}/audio/${s}")
+    sc_audio+=("${dumpdir}/audio/${s}")
+    # the codec resynthesis of stage 3 as a second copy under the same labels: evaluators that judge
+    # generated (codec) audio must work on codec audio
+    if [ -f "${dumpdir}/vae/${s}/wav.scp" ]; then
+      sc_data+=("${dumpdir}/audio/${s}")
+      sc_audio+=("${dumpdir}/vae/${s}")
+    fi
+  done
+  sc_valid=("${dumpdir}/audio/${valid_set}")
+  [ ! -f "${dumpdir}/vae/${valid_set}/wav.scp" ] || sc_valid+=("${dumpdir}/vae/${valid_set}")
+  for conf in ${scorer_configs}; do
+    sdir="${expdir}/scorer_$(basename "${conf}" .yaml)"
+    kind=$(python -c 'import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get("scorer", ""))' "${conf}")
+    init_opt=()
+    # the contrastive model's audio tower starts from the tagger trained just before it
+    [ "${kind}" = clap_mini ] && [ -n "${tagger_dir}" ] && init_opt=(--init_from "${tagger_dir}")
+    sig="config=$(cksum < "${conf}" | cut -d' ' -f1) train=${scorer_train_sets} audio=${sc_audio[*]} valid=${sc_valid[*]} init=${init_opt[*]+${init_opt[*]}} opts=${scorer_train_opts}"
+    if stage_is_done "${sdir}/.done" "${sig}"; then
+      log "Stage ${n}: evaluator ${sdir} already done; --force true redoes it"
+    else
+      if [ -f "${sdir}/checkpoint.pth" ] && [ "${force}" = true ]; then
+        rm -f "${sdir}/checkpoint.pth"
+      fi
+      log "Stage ${n}: ${stage_names[${n}]}: evaluator ${dumpdir}/audio/{${scorer_train_sets// /,}} -> ${sdir} (config ${conf})"
+      # shellcheck disable=SC2086
+      run_jobs "${train_cmd}" "${sdir}/log" "${sdir}/log/train.log" \
+        python -m ualm_tk.bin.scorer_train --config "${conf}" --data_dirs "${sc_data[@]}" --audio_dirs "${sc_audio[@]}" \
+          --valid_data_dir "${dumpdir}/audio/${valid_set}" --valid_audio_dir "${sc_valid[@]}" \
+          --output_dir "${sdir}" "${init_opt[@]}" ${scorer_train_opts}
+      run_jobs "${train_cmd}" "${sdir}/log" "${sdir}/log/evaluate_${first_test_set}.log" \
+        python -m ualm_tk.bin.scorer_evaluate --scorer_dir "${sdir}" \
+          --data_dir "${dumpdir}/audio/${first_test_set}" --audio_dir "${dumpdir}/audio/${first_test_set}" \
+          --set_name "${first_test_set}"
+      if [ -f "${dumpdir}/vae/${first_test_set}/wav.scp" ]; then
+        run_jobs "${train_cmd}" "${sdir}/log" "${sdir}/log/evaluate_${first_test_set}_codec.log" \
+          python -m ualm_tk.bin.scorer_evaluate --scorer_dir "${sdir}" \
+            --data_dir "${dumpdir}/audio/${first_test_set}" --audio_dir "${dumpdir}/vae/${first_test_set}" \
+            --set_name "${first_test_set}_codec"
+      fi
+      echo "${sig}" > "${sdir}/.done"
+      log "Stage ${n}: evaluator ${sdir}: its own accuracy on ${first_test_set} is in ${sdir}/RESULTS.md"
+    fi
+    [ "${kind}" = tagger ] && tagger_dir=${sdir}
+    eval_scorers+=" ${sdir}"
+  done
+}
+
+# set_decode_models: the models stage 7 decodes and stage 8 scores, in decode_models: --inference_model
+# alone, else the stage-5 model and, once stage 6 has finished (its .done), the DPO model too
+set_decode_models() {
+  if [ -n "${inference_model_given}" ]; then
+    decode_models=("${inference_model_given}")
+  else
+    decode_models=("${lm_exp}")
+    [ ! -f "${dpo_exp}/.done" ] || decode_models+=("${dpo_exp}")
   fi
 }
 
@@ -512,11 +634,44 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
       data_jsons+=("${json}")
     done
   done
-  sig="config=$(cksum < "${lm_config}" | cut -d' ' -f1) tasks=${lm_train_tasks} train=${train_set} valid=${lm_valid_set} data=$(cat "${data_jsons[@]}" | cksum | cut -d' ' -f1) token_list=$(cksum < "${token_dir}/token_list" | cut -d' ' -f1) opts=${lm_train_opts}"
+  # 5a: the audio encoder pre-trained on the categorical question labels of the train set
+  init_opts=()
+  enc_sum=
+  if [ -n "${lm_encoder_pretrain_config}" ]; then
+    enc_exp="${expdir}/audio_encoder_${lm_tag}"
+    [ -f "${datadir}/qtypes.json" ] || die "Stage 5: ${datadir}/qtypes.json is missing (stage 1 writes it): needed by --lm_encoder_pretrain_config"
+    for s in ${train_set} ${valid_set}; do
+      [ -f "${dumpdir}/audio/${s}/qa/qtype" ] || die "Stage 5: ${dumpdir}/audio/${s}/qa/qtype is missing; run stage 2 first"
+    done
+    # (only the encoder's own part of the LM config counts: its freeze flag and every other LM option do not)
+    enc_arch=$(python -c 'import sys, yaml; d = yaml.safe_load(open(sys.argv[1])) or {}; c = dict(d.get("audio_encoder_conf") or {}); c.pop("freeze", None); print(d.get("audio_encoder"), sorted(c.items()))' "${lm_config}")
+    enc_sig="config=$(cksum < "${lm_encoder_pretrain_config}" | cut -d' ' -f1) encoder=$(echo "${enc_arch}" | cksum | cut -d' ' -f1) train=${train_set} valid=${valid_set} qa=$(cat "${dumpdir}/audio/${train_set}/qa/answer" "${datadir}/qtypes.json" | cksum | cut -d' ' -f1)"
+    if [ "${lm_dry_run}" = true ]; then
+      log "Stage 5a: dry run: the audio encoder would be pre-trained into ${enc_exp}"
+    elif stage_is_done "${enc_exp}/.done" "${enc_sig}"; then
+      log "Stage 5a: audio encoder pre-training: ${enc_exp} already done; --force true redoes it"
+    else
+      if [ "${force}" = true ]; then rm -f "${enc_exp}/checkpoint.pth"; fi
+      log "Stage 5a: audio encoder pre-training on the categorical question labels:" \
+          "${dumpdir}/audio/${train_set} -> ${enc_exp} (config ${lm_encoder_pretrain_config}); progress: tail -f ${enc_exp}/log/pretrain.log"
+      cpu_threads=${lm_num_threads}
+      [ "${cpu_threads}" -gt 0 ] || cpu_threads=$(python -c 'import os; print(len(os.sched_getaffinity(0)))')
+      run_jobs "${train_cmd}" "${enc_exp}/log" --num_threads "${cpu_threads}" "${enc_exp}/log/pretrain.log" \
+        python -m ualm_tk.bin.audio_encoder_pretrain --lm_config "${lm_config}" --config "${lm_encoder_pretrain_config}" \
+          --qtypes "${datadir}/qtypes.json" --train_dir "${dumpdir}/audio/${train_set}" \
+          --valid_dir "${dumpdir}/audio/${valid_set}" --test_dir "${dumpdir}/audio/${first_test_set}" \
+          --output_dir "${enc_exp}" --num_threads "${cpu_threads}"
+      echo "${enc_sig}" > "${enc_exp}/.done"
+      log "Stage 5a: done; accuracy per question type: ${enc_exp}/RESULTS.md"
+    fi
+    init_opts=(--init_param "${enc_exp}/encoder/model.pth::audio_encoder")
+    enc_sum=$(cksum < "${enc_exp}/encoder/model.pth" 2>/dev/null | cut -d' ' -f1 || true)
+  fi
+  sig="config=$(cksum < "${lm_config}" | cut -d' ' -f1) encoder=${enc_sum} tasks=${lm_train_tasks} train=${train_set} valid=${lm_valid_set} data=$(cat "${data_jsons[@]}" | cksum | cut -d' ' -f1) token_list=$(cksum < "${token_dir}/token_list" | cut -d' ' -f1) opts=${lm_train_opts}"
   # the training command (its words are joined by the job backend and run by bash -c, so
   # --lm_train_opts keeps the user's own quoting, as in Kaldi)
   train_words=(python -m ualm_tk.tasks.ualm --config "${lm_config}" --token_dir "${token_dir}"
-    --output_dir "${lm_exp}" --resume true "${data_args[@]}" --ngpu "${ngpu}")
+    --output_dir "${lm_exp}" --resume true "${data_args[@]}" ${init_opts[@]+"${init_opts[@]}"} --ngpu "${ngpu}")
   if [ "${num_nodes}" -gt 1 ]; then
     # one srun task per node; each spawns --ngpu processes (ESPnet's multiprocessing_distributed),
     # ranks from SLURM_PROCID/SLURM_NODEID, rendezvous through a file on the shared filesystem
@@ -586,17 +741,186 @@ fi
 
 # ---- stage 6: DPO ----
 if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
-  log "Stage 6 (DPO) is not implemented yet: skipped"
+  [ -f "${lm_exp}/config.yaml" ] || die "Stage 6: ${lm_exp} has no config.yaml: run stage 5 first"
+  [ -f "${lm_exp}/.done" ] || die "Stage 6: the training in ${lm_exp} has not finished (no .done from stage 5): finish stage 5 first"
+  [ -f "${codec_dir}/component.yaml" ] || die "Stage 6: no trained codec in ${codec_dir}; run stage 3 first or pass --codec_dir"
+  # 6a: the reward's evaluators: the same dirs as stage 8's (a later stage 8 finds them done)
+  prepare_evaluators 6
+  reward_words=$(python -c '
+import sys, yaml
+clap = tagger = thr = "-"
+for d in sys.argv[1:]:
+    doc = yaml.safe_load(open(d + "/component.yaml", encoding="utf-8")) or {}
+    caps = (doc.get("meta") or {}).get("capabilities") or []
+    if clap == "-" and "embed_text" in caps:
+        clap = d
+    if tagger == "-" and "frame_posteriors" in caps:
+        tagger, thr = d, str((doc.get("conf") or {}).get("threshold", 0.5))
+print(clap, tagger, thr)' ${eval_scorers}) || die "Stage 6: cannot read the evaluators' component.yaml (${eval_scorers})"
+  read -r reward_clap reward_tagger reward_threshold <<< "${reward_words}"
+  [ "${reward_clap}" != - ] || [ "${reward_tagger}" != - ] \
+    || die "Stage 6: none of the evaluators (${eval_scorers}) gives a reward: it needs a text-audio model (embed_text) or a frame tagger"
+  scorers_sum=$(for d in ${eval_scorers}; do cat "${d}/model.pth" 2>/dev/null; done | cksum | cut -d' ' -f1)
+  codec_sum=$(cat "${codec_dir}"/component.yaml "${codec_dir}"/model.pth 2>/dev/null | cksum | cut -d' ' -f1)
+  if [ "${inference_ngpu}" -eq 1 ]; then
+    sample_job=("${cuda_cmd}" --gpu 1)
+    device=cuda
+  else
+    sample_job=("${decode_cmd}")
+    device=cpu
+  fi
+  if [ "${ngpu}" -ge 1 ]; then  # DPO trains on one device (one GPU with --ngpu >= 1)
+    dpo_job=("${cuda_cmd}" --gpu 1)
+    dpo_ngpu=1
+  else
+    cpu_threads=${lm_num_threads}
+    [ "${cpu_threads}" -gt 0 ] || cpu_threads=$(python -c 'import os; print(len(os.sched_getaffinity(0)))')
+    dpo_job=("${train_cmd}" --num_threads "${cpu_threads}")
+    dpo_ngpu=0
+  fi
+
+  # dpo_candidates <model dir> <set> <number of prompts> <out dir>: --dpo_num_samples candidates per prompt
+  # of dump/caption_to_audio/<set> (its first N keys), as a JOB array; the shards go to <out dir>/cands.JOB
+  dpo_candidates() {
+    local model=$1 set=$2 num=$3 cdir=$4 json model_sum sig n_ex _nj
+    json="${dumpdir}/caption_to_audio/${set}/data.json"
+    [ -f "${json}" ] || die "Stage 6: ${json} is missing; run stage 4 with --tasks including caption_to_audio"
+    model_sum=$(stat -L -c '%n %s %Y' "${model}"/*.pth 2>/dev/null | cksum | cut -d' ' -f1)
+    sig="model=${model} model_sum=${model_sum} data=$(cksum < "${json}" | cut -d' ' -f1) codec_sum=${codec_sum} prompts=${num} samples=${dpo_num_samples} cfg=${guidance_scale} top_k=${top_k} temperature=${temperature} seed=${inference_seed} opts=${dpo_sample_opts}"
+    if stage_is_done "${cdir}/.done" "${sig}"; then
+      log "Stage 6: candidates ${cdir} already done; --force true redoes it"
+      return 0
+    fi
+    rm -rf "${cdir:?}"  # shards of an unfinished or differently split earlier run
+    n_ex=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["num_examples"])' "${json}")
+    [ "${n_ex}" -ge 2 ] || die "Stage 6: ${json} has ${n_ex} example(s); DPO needs prompts"
+    [ "${num}" -le "${n_ex}" ] || num=${n_ex}
+    _nj=$(( dpo_nj < num ? dpo_nj : num ))
+    log "Stage 6: ${stage_names[6]}: ${json} (first ${num} prompts) -> ${cdir}" \
+        "(${dpo_num_samples} candidates each from ${model}, ${_nj} jobs on ${device})"
+    run_jobs "${sample_job[*]}" "${cdir}/log" JOB=1:"${_nj}" "${cdir}/log/sample.JOB.log" \
+      python -m ualm_tk.bin.dpo_sample --model_dir "${model}" --data_json "${json}" --output_dir "${cdir}/cands.JOB" \
+        --codec_dir "${codec_dir}" --num_samples "${dpo_num_samples}" --num_prompts "${num}" --nj "${_nj}" --job JOB \
+        --guidance_scale "${guidance_scale}" --top_k "${top_k}" --temperature "${temperature}" \
+        --seed "${inference_seed}" --device "${device}" "${dpo_sample_opts}"
+    echo "${_nj}" > "${cdir}/num_jobs"
+    echo "${sig}" > "${cdir}/.done"
+  }
+
+  # dpo_score <candidates dir> <set> <out dir> [dpo_pairs options]: the reward of every candidate, the
+  # preference pairs (unless --score_only) and stats.json in <out dir>
+  dpo_score() {
+    local cdir=$1 set=$2 pdir=$3 json sig j cands=() reward_opts=()
+    shift 3
+    json="${dumpdir}/caption_to_audio/${set}/data.json"
+    for j in $(seq 1 "$(cat "${cdir}/num_jobs")"); do cands+=("${cdir}/cands.${j}"); done
+    [ "${reward_clap}" = - ] || reward_opts+=(--clap_dir "${reward_clap}")
+    if [ "${reward_tagger}" != - ]; then
+      if [ -f "${datadir}/${set}/metadata" ]; then
+        reward_opts+=(--tagger_dir "${reward_tagger}" --metadata "${datadir}/${set}/metadata" --threshold "${reward_threshold}")
+      elif [ "${reward_clap}" != - ]; then
+        log "Stage 6: ${datadir}/${set}/metadata is missing: the reward has no event/order components"
+      else
+        die "Stage 6: the tagger ${reward_tagger} needs the events of ${datadir}/${set}/metadata, which is missing"
+      fi
+    fi
+    sig="cands=$(cat "${cands[@]/%//codes.ark}" | cksum | cut -d' ' -f1) data=$(cksum < "${json}" | cut -d' ' -f1) reward=${reward_opts[*]} scorers_sum=${scorers_sum} min_gap=${dpo_min_gap} $* opts=${dpo_pairs_opts}"
+    if stage_is_done "${pdir}/.done" "${sig}"; then
+      log "Stage 6: rewards ${pdir} already done; --force true redoes it"
+    else
+      log "Stage 6: ${stage_names[6]}: ${cdir} -> ${pdir} (reward: ${reward_opts[*]})"
+      # shellcheck disable=SC2086
+      run_jobs "${decode_cmd}" "${pdir}/log" "${pdir}/log/pairs.log" \
+        python -m ualm_tk.bin.dpo_pairs --candidates_dir "${cands[@]}" --data_json "${json}" --output_dir "${pdir}" \
+          "${reward_opts[@]}" --min_gap "${dpo_min_gap}" "$@" ${dpo_pairs_opts}
+      echo "${sig}" > "${pdir}/.done"
+    fi
+    python -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+line = "{:.0f} candidates, mean reward {:.4f}, best of n {:.4f}".format(d["num_candidates"], d["mean_reward"], d["mean_best_of_n"])
+c = d.get("counts")
+if c:
+    line = ("{pairs} pairs of {prompts} prompts (skipped: too_few {too_few}, tie {tie}, small_gap {small_gap}); ".format(**c)
+            + line + "; chosen {:.4f}, rejected {:.4f}".format(d["mean_reward_chosen"], d["mean_reward_rejected"]))
+print(line)' "${pdir}/stats.json" | sed "s|^|$(date '+%Y-%m-%dT%H:%M:%S') Stage 6: ${pdir}/stats.json: |"
+  }
+
+  # dpo_train <what> <out dir> <init model dir> <extra options string> [extra words]: one run of
+  # ualm_tk.tasks.ualm_dpo on the pairs, resumable (--resume true), .done once "The training was finished"
+  dpo_train() {
+    local what=$1 out=$2 init=$3 opts=$4 init_sum sig words watcher
+    shift 4
+    init_sum=$(stat -L -c '%n %s %Y' "${init}"/*.pth 2>/dev/null | cksum | cut -d' ' -f1)
+    sig="config=$(cksum < "${dpo_config}" | cut -d' ' -f1) init=${init} init_sum=${init_sum} pairs=$(cat "${dpo_exp}/pairs/train/pairs.json" "${dpo_exp}/pairs/valid/pairs.json" | cksum | cut -d' ' -f1) ngpu=${dpo_ngpu} $* opts=${opts}"
+    if stage_is_done "${out}/.done" "${sig}"; then
+      log "Stage 6: ${what}: ${out} already done; --force true redoes it"
+      return 0
+    fi
+    mkdir -p "${out}/log"
+    if [ "${force}" = true ] && [ -f "${out}/checkpoint.pth" ]; then
+      log "Stage 6: --force true: training ${out} from scratch (removing its checkpoint.pth)"
+      rm -f "${out}/checkpoint.pth"
+    fi
+    if [ -f "${out}/train.log" ]; then  # keep the log of an earlier (killed or failed) run
+      mv "${out}/train.log" "${out}/log/train.$(date +%Y%m%dT%H%M%S).log"
+    fi
+    log "Stage 6: ${stage_names[6]}: ${what}: ${dpo_exp}/pairs/{train,valid}/pairs.json -> ${out} (from ${init}, config ${dpo_config})"
+    [ ! -f "${out}/checkpoint.pth" ] || log "Stage 6: resuming the interrupted training from ${out}/checkpoint.pth"
+    log "Stage 6: progress: tail -f ${out}/train.log"
+    words=(python -m ualm_tk.tasks.ualm_dpo --config "${dpo_config}" --init_model_dir "${init}" --output_dir "${out}"
+      --resume true --ngpu "${dpo_ngpu}"
+      --train_data_path_and_name_and_type "${dpo_exp}/pairs/train/pairs.json,dpo,dpo_pairs"
+      --valid_data_path_and_name_and_type "${dpo_exp}/pairs/valid/pairs.json,dpo,dpo_pairs" "$@")
+    [ -z "${opts}" ] || words+=("${opts}")
+    tail -n +1 -F --pid=$$ "${out}/train.log" 2>/dev/null \
+      > >(grep --line-buffered -E 'epoch started|epoch results|was resumed|finished at' \
+          | sed -u -E 's/^(.{200}).+/\1 .../; s/^/    train.log: /') &
+    watcher=$!
+    # shellcheck disable=SC2086
+    run_jobs "${dpo_job[*]}" "${out}" "${out}/train.log" "${words[@]}"
+    sleep 1  # let the watcher print the last lines
+    kill "${watcher}" 2>/dev/null || true
+    if ! grep -q "The training was finished at" "${out}/train.log"; then
+      tail -n 20 "${out}/train.log" >&2
+      die "Stage 6: ${what} ended before --max_epoch (early stopping or invalid gradients, see above): ${out} is not marked done"
+    fi
+    echo "${sig}" > "${out}/.done"
+  }
+
+  # 6b, 6c: candidates of the stage-5 model on the first train and valid prompts, rewards, pairs
+  dpo_candidates "${lm_exp}" "${train_set}" "${dpo_num_prompts}" "${dpo_exp}/cands/train"
+  dpo_candidates "${lm_exp}" "${valid_set}" "${dpo_valid_prompts}" "${dpo_exp}/cands/valid"
+  dpo_score "${dpo_exp}/cands/train" "${train_set}" "${dpo_exp}/pairs/train"
+  dpo_score "${dpo_exp}/cands/valid" "${valid_set}" "${dpo_exp}/pairs/valid"
+  # 6d: CE fine-tune on the winners, then DPO from it (the fine-tuned model is the frozen reference)
+  dpo_train "CE fine-tune on winners" "${dpo_exp}/ce_winners" "${lm_exp}" "${dpo_ce_opts}" --dpo_conf dpo_weight=0.0
+  dpo_train "DPO training" "${dpo_exp}" "${dpo_exp}/ce_winners" "${dpo_train_opts}"
+  # 6e: the DPO model's reward on the same valid prompts, and its win rate over the stage-5 model's
+  dpo_candidates "${dpo_exp}" "${valid_set}" "${dpo_valid_prompts}" "${dpo_exp}/reward_valid/cands"
+  dpo_score "${dpo_exp}/reward_valid/cands" "${valid_set}" "${dpo_exp}/reward_valid" \
+    --score_only --compare_rewards "${dpo_exp}/pairs/valid/rewards"
+  summary=$(python -c '
+import json, sys
+c = json.load(open(sys.argv[1]))["compare"]
+print("mean reward per prompt {:.4f} (stage-5 model) -> {:.4f} (DPO model); win rate of the DPO model {:.3f} over {:.0f} prompts".format(
+    c["mean_b"], c["mean_a"], c["win_rate"], c["num_prompts"]))' "${dpo_exp}/reward_valid/stats.json")
+  log "Stage 6: reward on the ${valid_set} prompts: ${summary} (${dpo_exp}/reward_valid/stats.json)"
+  log "Stage 6: done; DPO model dir ${dpo_exp} ($(grep -o 'The training was finished at [0-9]* epochs' "${dpo_exp}/train.log" | tail -n 1))"
 fi
 
 # ---- stage 7: inference ----
 if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
-  [ -f "${inference_model}/config.yaml" ] \
-    || die "Stage 7: ${inference_model} has no config.yaml: run stage 5 first or pass --inference_model <trained model dir>"
-  if [ "${inference_model}" = "${lm_exp}" ] && [ ! -f "${lm_exp}/.done" ]; then
-    die "Stage 7: the training in ${lm_exp} has not finished (no .done from stage 5): finish stage 5," \
-        "or copy it and pass --inference_model <copy> to decode a partly trained model"
-  fi
+  set_decode_models
+  for m in "${decode_models[@]}"; do
+    [ -f "${m}/config.yaml" ] \
+      || die "Stage 7: ${m} has no config.yaml: run stage 5 first or pass --inference_model <trained model dir>"
+    if [ "${m}" = "${lm_exp}" ] && [ ! -f "${lm_exp}/.done" ]; then
+      die "Stage 7: the training in ${lm_exp} has not finished (no .done from stage 5): finish stage 5," \
+          "or copy it and pass --inference_model <copy> to decode a partly trained model"
+    fi
+  done
+  log "Stage 7: models to decode: ${decode_models[*]}"
   [ -f "${codec_dir}/component.yaml" ] || die "Stage 7: no trained codec in ${codec_dir}; run stage 3 first or pass --codec_dir"
   vae_opt=()
   if [ -n "${infer_vae_dir}" ]; then
@@ -611,95 +935,59 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
     decode_job=("${decode_cmd}")
     device=cpu
   fi
-  model_sig=$(stat -L -c '%n %s %Y' "${inference_model}"/*.pth 2>/dev/null | cksum | cut -d' ' -f1)
   codec_sig=$(cat "${codec_dir}"/component.yaml "${codec_dir}"/model.pth 2>/dev/null | cksum | cut -d' ' -f1)
-  for s in ${test_sets}; do
-    for t in ${decode_tasks}; do
-      json="${dumpdir}/${t}/${s}/data.json"
-      dir="${decode_root}/${t}_${s}"
-      [ -f "${json}" ] || die "Stage 7: ${json} is missing; run stage 4 with --tasks including ${t}"
-      sig="model=${inference_model} model_sum=${model_sig} data=$(cksum < "${json}" | cut -d' ' -f1) codec_sum=${codec_sig} vae=${infer_vae_dir} cfg=${guidance_scale} top_k=${top_k} temperature=${temperature} seed=${inference_seed} opts=${inference_opts}"
-      if stage_is_done "${dir}/.done" "${sig}"; then
-        log "Stage 7: ${stage_names[7]}: ${dir} already done; --force true redoes it"
-        continue
-      fi
-      if [ "${force}" = true ] && [ -d "${dir}" ]; then
-        rm -rf "${dir:?}"/output.*  # otherwise lm_decode resumes the finished keys of an earlier run
-      fi
-      n_ex=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["num_examples"])' "${json}")
-      [ "${n_ex}" -ge 1 ] || die "Stage 7: ${json} has no examples"
-      _nj=$(( inference_nj < n_ex ? inference_nj : n_ex ))
-      log "Stage 7: ${stage_names[7]}: ${json} -> ${dir} (model ${inference_model}, ${_nj} jobs on ${device})"
-      # shellcheck disable=SC2086
-      run_jobs "${decode_job[*]}" "${dir}/log" JOB=1:"${_nj}" "${dir}/log/decode.JOB.log" \
-        python -m ualm_tk.bin.lm_decode --model_dir "${inference_model}" --data_json "${json}" \
-          --output_dir "${dir}/output.JOB" --nj "${_nj}" --job JOB --codec_dir "${codec_dir}" "${vae_opt[@]}" \
-          --guidance_scale "${guidance_scale}" --top_k "${top_k}" --temperature "${temperature}" \
-          --seed "${inference_seed}" --device "${device}" "${inference_opts}"
-      python -m ualm_tk.bin.lm_decode_merge --output_dir "${dir}" --nj "${_nj}" \
-        || die "Stage 7: merging the shards of ${dir} failed (see above)"
-      if [ "${t}" = caption_to_audio ]; then
-        log "Stage 7: held-out audio-token loss: ${json} -> ${dir}/heldout_loss.md"
-        run_jobs "${decode_job[*]}" "${dir}/log" "${dir}/log/heldout_loss.log" \
-          python -m ualm_tk.bin.lm_heldout_loss --model_dir "${inference_model}" --data_json "${json}" \
-            --train_codes "${dumpdir}/codes/${train_set}/codes.scp" --output_dir "${dir}" --device "${device}"
-      else
-        qtypes_opt=()
-        [ -f "${datadir}/qtypes.json" ] && qtypes_opt=(--qtypes "${datadir}/qtypes.json")
-        python -m ualm_tk.bin.score_understanding --data_json "${json}" --hyp "${dir}/text" \
-          "${qtypes_opt[@]}" --output_dir "${dir}" || die "Stage 7: scoring ${dir}/text failed (see above)"
-        log "Stage 7: scores of ${t} on ${s}: ${dir}/scores_understanding.md"
-      fi
-      echo "${sig}" > "${dir}/.done"
+  for inference_model in "${decode_models[@]}"; do
+    decode_root="${inference_model}/decode_${inference_tag}"
+    model_sig=$(stat -L -c '%n %s %Y' "${inference_model}"/*.pth 2>/dev/null | cksum | cut -d' ' -f1)
+    for s in ${test_sets}; do
+      for t in ${decode_tasks}; do
+        json="${dumpdir}/${t}/${s}/data.json"
+        dir="${decode_root}/${t}_${s}"
+        [ -f "${json}" ] || die "Stage 7: ${json} is missing; run stage 4 with --tasks including ${t}"
+        sig="model=${inference_model} model_sum=${model_sig} data=$(cksum < "${json}" | cut -d' ' -f1) codec_sum=${codec_sig} vae=${infer_vae_dir} cfg=${guidance_scale} top_k=${top_k} temperature=${temperature} seed=${inference_seed} opts=${inference_opts}"
+        if stage_is_done "${dir}/.done" "${sig}"; then
+          log "Stage 7: ${stage_names[7]}: ${dir} already done; --force true redoes it"
+          continue
+        fi
+        if [ "${force}" = true ] && [ -d "${dir}" ]; then
+          rm -rf "${dir:?}"/output.*  # otherwise lm_decode resumes the finished keys of an earlier run
+        fi
+        n_ex=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["num_examples"])' "${json}")
+        [ "${n_ex}" -ge 1 ] || die "Stage 7: ${json} has no examples"
+        _nj=$(( inference_nj < n_ex ? inference_nj : n_ex ))
+        log "Stage 7: ${stage_names[7]}: ${json} -> ${dir} (model ${inference_model}, ${_nj} jobs on ${device})"
+        # shellcheck disable=SC2086
+        run_jobs "${decode_job[*]}" "${dir}/log" JOB=1:"${_nj}" "${dir}/log/decode.JOB.log" \
+          python -m ualm_tk.bin.lm_decode --model_dir "${inference_model}" --data_json "${json}" \
+            --output_dir "${dir}/output.JOB" --nj "${_nj}" --job JOB --codec_dir "${codec_dir}" "${vae_opt[@]}" \
+            --guidance_scale "${guidance_scale}" --top_k "${top_k}" --temperature "${temperature}" \
+            --seed "${inference_seed}" --device "${device}" "${inference_opts}"
+        python -m ualm_tk.bin.lm_decode_merge --output_dir "${dir}" --nj "${_nj}" \
+          || die "Stage 7: merging the shards of ${dir} failed (see above)"
+        if [ "${t}" = caption_to_audio ]; then
+          log "Stage 7: held-out audio-token loss: ${json} -> ${dir}/heldout_loss.md"
+          run_jobs "${decode_job[*]}" "${dir}/log" "${dir}/log/heldout_loss.log" \
+            python -m ualm_tk.bin.lm_heldout_loss --model_dir "${inference_model}" --data_json "${json}" \
+              --train_codes "${dumpdir}/codes/${train_set}/codes.scp" --output_dir "${dir}" --device "${device}"
+        else
+          qtypes_opt=()
+          [ -f "${datadir}/qtypes.json" ] && qtypes_opt=(--qtypes "${datadir}/qtypes.json")
+          python -m ualm_tk.bin.score_understanding --data_json "${json}" --hyp "${dir}/text" \
+            "${qtypes_opt[@]}" --output_dir "${dir}" || die "Stage 7: scoring ${dir}/text failed (see above)"
+          log "Stage 7: scores of ${t} on ${s}: ${dir}/scores_understanding.md"
+        fi
+        echo "${sig}" > "${dir}/.done"
+      done
     done
+    log "Stage 7: done with ${inference_model}; outputs in ${decode_root}/<task>_<set>/ (text, wav.scp, scores_understanding.md, heldout_loss.md)"
   done
-  log "Stage 7: done; outputs in ${decode_root}/<task>_<set>/ (text, wav.scp, scores_understanding.md, heldout_loss.md)"
 fi
 
 # ---- stage 8: scoring ----
 if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
   # 8a: evaluator models (an audio tagger and a text-audio contrastive model), each with its own accuracy
-  if [ -n "${scorer_dirs}" ]; then
-    log "Stage 8: using the evaluator models ${scorer_dirs}; evaluator training skipped"
-    eval_scorers=${scorer_dirs}
-  else
-    eval_scorers=
-    tagger_dir=
-    sc_data=()
-    for s in ${scorer_train_sets}; do
-      [ -f "${dumpdir}/audio/${s}/wav.scp" ] || die "Stage 8: ${dumpdir}/audio/${s}/wav.scp is missing; run stage 2 first"
-      sc_data+=("${dumpdir}/audio/${s}")
-    done
-    for conf in ${scorer_configs}; do
-      sdir="${expdir}/scorer_$(basename "${conf}" .yaml)"
-      kind=$(python -c 'import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get("scorer", ""))' "${conf}")
-      init_opt=()
-      # the contrastive model's audio tower starts from the tagger trained just before it
-      [ "${kind}" = clap_mini ] && [ -n "${tagger_dir}" ] && init_opt=(--init_from "${tagger_dir}")
-      sig="config=$(cksum < "${conf}" | cut -d' ' -f1) train=${scorer_train_sets} valid=${valid_set} init=${init_opt[*]+${init_opt[*]}} opts=${scorer_train_opts}"
-      if stage_is_done "${sdir}/.done" "${sig}"; then
-        log "Stage 8: evaluator ${sdir} already done; --force true redoes it"
-      else
-        if [ -f "${sdir}/checkpoint.pth" ] && [ "${force}" = true ]; then
-          rm -f "${sdir}/checkpoint.pth"
-        fi
-        log "Stage 8: ${stage_names[8]}: evaluator ${dumpdir}/audio/{${scorer_train_sets// /,}} -> ${sdir} (config ${conf})"
-        # shellcheck disable=SC2086
-        run_jobs "${train_cmd}" "${sdir}/log" "${sdir}/log/train.log" \
-          python -m ualm_tk.bin.scorer_train --config "${conf}" --data_dirs "${sc_data[@]}" --audio_dirs "${sc_data[@]}" \
-            --valid_data_dir "${dumpdir}/audio/${valid_set}" --valid_audio_dir "${dumpdir}/audio/${valid_set}" \
-            --output_dir "${sdir}" "${init_opt[@]}" ${scorer_train_opts}
-        run_jobs "${train_cmd}" "${sdir}/log" "${sdir}/log/evaluate_${first_test_set}.log" \
-          python -m ualm_tk.bin.scorer_evaluate --scorer_dir "${sdir}" \
-            --data_dir "${dumpdir}/audio/${first_test_set}" --audio_dir "${dumpdir}/audio/${first_test_set}" \
-            --set_name "${first_test_set}"
-        echo "${sig}" > "${sdir}/.done"
-        log "Stage 8: evaluator ${sdir}: its own accuracy on ${first_test_set} is in ${sdir}/RESULTS.md"
-      fi
-      [ "${kind}" = tagger ] && tagger_dir=${sdir}
-      eval_scorers+=" ${sdir}"
-    done
-  fi
+  # (trained by stage 6 already when it ran with the same options)
+  prepare_evaluators 8
   scorer_opts=()
   for d in ${eval_scorers}; do
     [ -f "${d}/component.yaml" ] || die "Stage 8: evaluator ${d} has no component.yaml (not a trained scorer)"
@@ -724,40 +1012,49 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     echo "${sig}" > "${done_file}"
   }
 
-  [ -d "${decode_root}" ] || die "Stage 8: ${decode_root} is missing; run stage 7 first (same --inference_* options)"
+  # the decodes of every model stage 7 decoded (the stage-5 model, and the DPO model once stage 6 finished)
+  set_decode_models
+  decode_roots=()
+  for m in "${decode_models[@]}"; do
+    decode_root="${m}/decode_${inference_tag}"
+    [ -d "${decode_root}" ] || die "Stage 8: ${decode_root} is missing; run stage 7 first (same --inference_* options)"
+    decode_roots+=("${decode_root}")
+  done
   for s in ${test_sets}; do
-    for t in ${decode_tasks}; do
-      dir="${decode_root}/${t}_${s}"
-      [ -f "${dir}/.done" ] || die "Stage 8: ${dir} is not finished (no .done); run stage 7 first"
-      case "${t}" in
-        caption_to_audio)
-          score_audio "${dir}" wav.scp "${dir}" "${dir}/.done.scores" "${s}" "generated audio"
-          if [ -f "${dir}/wav_vae.scp" ]; then
-            score_audio "${dir}" wav_vae.scp "${dir}/scores_vae" "${dir}/.done.scores_vae" "${s}" "VAE-enhanced audio"
-            cmp -s "${dir}/scores_vae/scores.json" "${dir}/scores_vae.json" \
-              || cp "${dir}/scores_vae/scores.json" "${dir}/scores_vae.json"
-          fi ;;
-        audio_to_caption)
-          [ -f "${dir}/text" ] || die "Stage 8: ${dir}/text is missing; run stage 7 first"
-          sig="hyp=$(cksum < "${dir}/text" | cut -d' ' -f1) ref=$(cksum < "${dumpdir}/audio/${s}/text" | cut -d' ' -f1)"
-          if stage_is_done "${dir}/.done.scores" "${sig}"; then
-            log "Stage 8: captions: ${dir}/scores.json already done"
-          else
-            log "Stage 8: ${stage_names[8]}: ${dir}/text vs ${dumpdir}/audio/${s}/text -> ${dir}/scores.json (caption metrics)"
-            # an empty caption is a (bad) model output, not a broken file: it is scored as the word <empty>
-            mkdir -p "${dir}/caption_scoring"
-            awk 'NF == 1 { print $1 " <empty>"; next } { print }' "${dir}/text" > "${dir}/caption_scoring/text"
-            n_empty=$(awk 'NF == 1' "${dir}/text" | wc -l)
-            [ "${n_empty}" -eq 0 ] || log "Stage 8: ${n_empty} empty caption(s) in ${dir}/text, scored as '<empty>'"
-            run_jobs "${decode_cmd}" "${dir}/log" "${dir}/log/score_captions.log" \
-              python -m ualm_tk.bin.score_dir --hyp_dir "${dir}/caption_scoring" --ref_dir "${dumpdir}/audio/${s}" \
-                --out_dir "${dir}"
-            echo "${sig}" > "${dir}/.done.scores"
-          fi ;;
-        *)
-          [ -f "${dir}/scores_understanding.json" ] || die "Stage 8: ${dir}/scores_understanding.json is missing; rerun stage 7 (--force true)"
-          log "Stage 8: ${t} on ${s}: collecting ${dir}/scores_understanding.json" ;;
-      esac
+    for decode_root in "${decode_roots[@]}"; do
+      for t in ${decode_tasks}; do
+        dir="${decode_root}/${t}_${s}"
+        [ -f "${dir}/.done" ] || die "Stage 8: ${dir} is not finished (no .done); run stage 7 first"
+        case "${t}" in
+          caption_to_audio)
+            score_audio "${dir}" wav.scp "${dir}" "${dir}/.done.scores" "${s}" "generated audio"
+            if [ -f "${dir}/wav_vae.scp" ]; then
+              score_audio "${dir}" wav_vae.scp "${dir}/scores_vae" "${dir}/.done.scores_vae" "${s}" "VAE-enhanced audio"
+              cmp -s "${dir}/scores_vae/scores.json" "${dir}/scores_vae.json" \
+                || cp "${dir}/scores_vae/scores.json" "${dir}/scores_vae.json"
+            fi ;;
+          audio_to_caption)
+            [ -f "${dir}/text" ] || die "Stage 8: ${dir}/text is missing; run stage 7 first"
+            sig="hyp=$(cksum < "${dir}/text" | cut -d' ' -f1) ref=$(cksum < "${dumpdir}/audio/${s}/text" | cut -d' ' -f1)"
+            if stage_is_done "${dir}/.done.scores" "${sig}"; then
+              log "Stage 8: captions: ${dir}/scores.json already done"
+            else
+              log "Stage 8: ${stage_names[8]}: ${dir}/text vs ${dumpdir}/audio/${s}/text -> ${dir}/scores.json (caption metrics)"
+              # an empty caption is a (bad) model output, not a broken file: it is scored as the word <empty>
+              mkdir -p "${dir}/caption_scoring"
+              awk 'NF == 1 { print $1 " <empty>"; next } { print }' "${dir}/text" > "${dir}/caption_scoring/text"
+              n_empty=$(awk 'NF == 1' "${dir}/text" | wc -l)
+              [ "${n_empty}" -eq 0 ] || log "Stage 8: ${n_empty} empty caption(s) in ${dir}/text, scored as '<empty>'"
+              run_jobs "${decode_cmd}" "${dir}/log" "${dir}/log/score_captions.log" \
+                python -m ualm_tk.bin.score_dir --hyp_dir "${dir}/caption_scoring" --ref_dir "${dumpdir}/audio/${s}" \
+                  --out_dir "${dir}"
+              echo "${sig}" > "${dir}/.done.scores"
+            fi ;;
+          *)
+            [ -f "${dir}/scores_understanding.json" ] || die "Stage 8: ${dir}/scores_understanding.json is missing; rerun stage 7 (--force true)"
+            log "Stage 8: ${t} on ${s}: collecting ${dir}/scores_understanding.json" ;;
+        esac
+      done
     done
 
     # 8b: ceilings of text-to-audio on this set, scored the same way
@@ -802,7 +1099,7 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
   ceil_opt=()
   [[ " ${decode_tasks} " == *" caption_to_audio "* ]] && ceil_opt=(--ceilings_root "${expdir}")
   inputs=$(for s in ${test_sets}; do
-             find "${decode_root}" -maxdepth 2 -path "*_${s}/*" \( -name 'scores*.json' -o -name heldout_loss.json \)
+             find "${decode_roots[@]}" -maxdepth 2 -path "*_${s}/*" \( -name 'scores*.json' -o -name heldout_loss.json \)
              if [ -d "${expdir}/ceilings_${s}" ]; then find "${expdir}/ceilings_${s}" -maxdepth 2 -name scores.json; fi
            done | sort)
   # shellcheck disable=SC2086
@@ -813,13 +1110,13 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
   else
     rm -f "${expdir}/.done.results"
     # shellcheck disable=SC2086
-    python -m ualm_tk.bin.make_results --exp_dirs "${decode_root}" --sets ${test_sets} --tasks ${decode_tasks} \
+    python -m ualm_tk.bin.make_results --exp_dirs "${decode_roots[@]}" --sets ${test_sets} --tasks ${decode_tasks} \
       "${ceil_opt[@]}" --audio_dump "${dumpdir}/audio" --num_samples "${num_result_samples}" --out RESULTS.md \
       || die "Stage 8: make_results failed (see above)"
     echo "${sig}" > "${expdir}/.done.results"
   fi
   log "Stage 8: done; results table: $(pwd)/RESULTS.md; plots: $(pwd)/results_images/; sample wavs: $(pwd)/results_samples/;" \
-      "per-set scores: ${decode_root}/<task>_<set>/scores.json, ceilings: ${expdir}/ceilings_<set>/"
+      "per-set scores: {${decode_roots[*]// /,}}/<task>_<set>/scores.json, ceilings: ${expdir}/ceilings_<set>/"
 fi
 
 log "finished stages ${stage}..${stop_stage}"
