@@ -340,6 +340,29 @@ run_jobs() {
   fi
 }
 
+# start_training_dir <stage> <dir>: makes <dir>/log; under --force removes the checkpoint (training from
+# scratch); keeps the train.log of an earlier (killed or failed) run in <dir>/log/
+start_training_dir() {
+  local n=$1 out=$2
+  mkdir -p "${out}/log"
+  if [ "${force}" = true ] && [ -f "${out}/checkpoint.pth" ]; then
+    log "Stage ${n}: --force true: training ${out} from scratch (removing its checkpoint.pth)"
+    rm -f "${out}/checkpoint.pth"
+  fi
+  if [ -f "${out}/train.log" ]; then
+    mv "${out}/train.log" "${out}/log/train.$(date +%Y%m%dT%H%M%S).log"
+  fi
+}
+
+# watch_train_log <log>: echoes the epoch lines of a training log while its job runs, in the background
+# (sets watcher; tail stops with this script at the latest)
+watch_train_log() {
+  tail -n +1 -F --pid=$$ "$1" 2>/dev/null \
+    > >(grep --line-buffered -E 'epoch started|epoch results|was resumed|finished at' \
+        | sed -u -E 's/^(.{200}).+/\1 .../; s/^/    train.log: /') &
+  watcher=$!
+}
+
 # prepare_evaluators <stage>: sets eval_scorers to the evaluator dirs of stages 6 (reward) and 8 (metrics):
 # --scorer_dirs, else one exp/scorer_<config name> per --scorer_configs, trained here unless done
 # (an audio tagger and a text-audio contrastive model, each with its own accuracy on the first test set).
@@ -706,25 +729,14 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
   elif stage_is_done "${lm_exp}/.done" "${sig}"; then
     log "Stage 5: ${stage_names[5]}: ${lm_exp} already done; --force true redoes it"
   else
-    mkdir -p "${lm_exp}/log"
-    if [ "${force}" = true ] && [ -f "${lm_exp}/checkpoint.pth" ]; then
-      log "Stage 5: --force true: training ${lm_exp} from scratch (removing its checkpoint.pth)"
-      rm -f "${lm_exp}/checkpoint.pth"
-    fi
-    if [ -f "${lm_exp}/train.log" ]; then  # keep the log of an earlier (killed or failed) run
-      mv "${lm_exp}/train.log" "${lm_exp}/log/train.$(date +%Y%m%dT%H%M%S).log"
-    fi
+    start_training_dir 5 "${lm_exp}"
     log "Stage 5: ${stage_names[5]}: ${dumpdir}/{${lm_train_tasks// /,}}/${train_set} -> ${lm_exp}" \
         "(config ${lm_config}, ngpu ${ngpu}, num_nodes ${num_nodes})"
     if [ -f "${lm_exp}/checkpoint.pth" ]; then
       log "Stage 5: resuming the interrupted training from ${lm_exp}/checkpoint.pth"
     fi
     log "Stage 5: progress: tail -f ${lm_exp}/train.log"
-    # echo the epoch lines of the log while the job runs (tail stops with this script at the latest)
-    tail -n +1 -F --pid=$$ "${lm_exp}/train.log" 2>/dev/null \
-      > >(grep --line-buffered -E 'epoch started|epoch results|was resumed|finished at' \
-          | sed -u -E 's/^(.{200}).+/\1 .../; s/^/    train.log: /') &
-    watcher=$!
+    watch_train_log "${lm_exp}/train.log"
     # shellcheck disable=SC2086
     run_jobs "${job_cmd}" "${lm_exp}" ${job_opts[@]+"${job_opts[@]}"} "${lm_exp}/train.log" "${train_words[@]}"
     sleep 1  # let the watcher print the last lines
@@ -857,14 +869,7 @@ print(line)' "${pdir}/stats.json" | sed "s|^|$(date '+%Y-%m-%dT%H:%M:%S') Stage 
       log "Stage 6: ${what}: ${out} already done; --force true redoes it"
       return 0
     fi
-    mkdir -p "${out}/log"
-    if [ "${force}" = true ] && [ -f "${out}/checkpoint.pth" ]; then
-      log "Stage 6: --force true: training ${out} from scratch (removing its checkpoint.pth)"
-      rm -f "${out}/checkpoint.pth"
-    fi
-    if [ -f "${out}/train.log" ]; then  # keep the log of an earlier (killed or failed) run
-      mv "${out}/train.log" "${out}/log/train.$(date +%Y%m%dT%H%M%S).log"
-    fi
+    start_training_dir 6 "${out}"
     log "Stage 6: ${stage_names[6]}: ${what}: ${dpo_exp}/pairs/{train,valid}/pairs.json -> ${out} (from ${init}, config ${dpo_config})"
     [ ! -f "${out}/checkpoint.pth" ] || log "Stage 6: resuming the interrupted training from ${out}/checkpoint.pth"
     log "Stage 6: progress: tail -f ${out}/train.log"
@@ -873,10 +878,7 @@ print(line)' "${pdir}/stats.json" | sed "s|^|$(date '+%Y-%m-%dT%H:%M:%S') Stage 
       --train_data_path_and_name_and_type "${dpo_exp}/pairs/train/pairs.json,dpo,dpo_pairs"
       --valid_data_path_and_name_and_type "${dpo_exp}/pairs/valid/pairs.json,dpo,dpo_pairs" "$@")
     [ -z "${opts}" ] || words+=("${opts}")
-    tail -n +1 -F --pid=$$ "${out}/train.log" 2>/dev/null \
-      > >(grep --line-buffered -E 'epoch started|epoch results|was resumed|finished at' \
-          | sed -u -E 's/^(.{200}).+/\1 .../; s/^/    train.log: /') &
-    watcher=$!
+    watch_train_log "${out}/train.log"
     # shellcheck disable=SC2086
     run_jobs "${dpo_job[*]}" "${out}" "${out}/train.log" "${words[@]}"
     sleep 1  # let the watcher print the last lines
