@@ -1002,6 +1002,11 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     local hyp=$1 scp=$2 out=$3 done_file=$4 set=$5 what=$6 sig
     [ -f "${hyp}/${scp}" ] || die "Stage 8: ${hyp}/${scp} is missing; run stage 7 first"
     sig="hyp=$(cksum < "${hyp}/${scp}" | cut -d' ' -f1) ref=$(cksum < "${dumpdir}/audio/${set}/wav.scp" | cut -d' ' -f1) scorers=${eval_scorers} scorers_sum=${scorers_sum} opts=${scoring_opts}"
+    # scores are derived outputs: when their audio or evaluators changed (e.g. retrained), score again
+    if [ -f "${done_file}" ] && [ "$(cat "${done_file}")" != "${sig}" ]; then
+      log "Stage 8: ${what}: the audio or the evaluators changed since ${out}/scores.json was written: scoring again"
+      rm -f "${done_file}"
+    fi
     if stage_is_done "${done_file}" "${sig}"; then
       log "Stage 8: ${what}: ${out}/scores.json already done"
       return 0
