@@ -2,9 +2,10 @@
 
 ``feats [B, n_mels, N]`` (100 frames/s) -> optional average pooling over time by ``mel_pool`` ->
 optional 2-D conv stem over (mel, time) (``stem_channels``; each block: 3x3 conv with stride 2 in
-both axes, BatchNorm, GELU; it sees a pattern the same way at any pitch, which a Conv1d with mel
-bins as channels does not, so a tone or call at an unseen frequency is still recognised; its
-output ``[B, C, M', N']`` is flattened to ``C M'`` channels) -> strided Conv1d blocks over time
+both axes, BatchNorm, GELU; its filters see a local pattern the same way at any pitch, which a
+Conv1d with mel bins as channels does not — but its output ``[B, C, M', N']`` is flattened to
+``C M'`` channels, so the model as a whole is not pitch-invariant: on the mini corpus, tones of a
+waveform at a frequency never seen with that waveform in training are still missed) -> strided Conv1d blocks over time
 (mel bins, or the stem's flattened maps, as input channels; each block: conv k=3, BatchNorm, GELU;
 e.g. mel_pool 2 + strides 2,2 -> 12.5 frames/s; mel_pool 2 + a 2-block stem + strides 1 -> 12.5) ->
 sinusoidal positions -> pre-norm transformer (key-padding mask) -> LayerNorm -> ``h [B, T, D]``.
