@@ -17,6 +17,8 @@ import logging
 import sys
 from typing import List, Optional
 
+from ualm_tk.bin.sampling_options import add_sampling_options
+
 logger = logging.getLogger("ualm_tk.bin.dpo_sample")
 
 
@@ -30,14 +32,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_prompts", type=int, default=None, help="use only the first N prompts (byte order)")
     p.add_argument("--nj", type=int, default=1, help="number of shards")
     p.add_argument("--job", type=int, default=1, help="this shard (1-based)")
-    p.add_argument("--guidance_scale", type=float, default=3.0, help="CFG λ (<= 0: no CFG)")
-    p.add_argument("--cfg_plausibility", type=float, default=0.0,
-                   help="with CFG (λ != 1) sample only tokens whose conditional probability is >= this x the conditional maximum (0: off). "
-                        "Off by default: on a peaked conditional (e.g. the codec's silence code) it leaves one token and guidance does nothing; "
-                        "<eos> keeps its conditional probability under CFG anyway")
-    p.add_argument("--top_k", type=int, default=20)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--max_steps", type=int, default=500)
+    add_sampling_options(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num_threads", type=int, default=1)
     p.add_argument("--device", default="cpu")

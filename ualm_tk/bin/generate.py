@@ -27,6 +27,8 @@ from typing import List, Optional
 
 import numpy as np
 
+from ualm_tk.bin.sampling_options import add_sampling_options
+
 logger = logging.getLogger("ualm_tk.bin.generate")
 
 
@@ -38,14 +40,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default=None, choices=["caption_to_audio", "audio_to_caption", "audio_qa", "text_only"])
     p.add_argument("--output_dir", required=True)
     p.add_argument("--codec_dir", default=None, help="codec component dir to decode generated codes to a wav")
-    p.add_argument("--guidance_scale", type=float, default=3.0, help="CFG λ for audio (<= 0: no CFG)")
-    p.add_argument("--cfg_plausibility", type=float, default=0.0,
-                   help="with CFG (λ != 1) sample only tokens whose conditional probability is >= this x the conditional maximum (0: off). "
-                        "Off by default: on a peaked conditional (e.g. the codec's silence code) it leaves one token and guidance does nothing; "
-                        "<eos> keeps its conditional probability under CFG anyway")
-    p.add_argument("--top_k", type=int, default=20)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--max_steps", type=int, default=500)
+    add_sampling_options(p)
     p.add_argument("--num_samples", type=int, default=1, help="n-best for audio")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--task_marker", action="store_true", help="prompt starts with <system> <task_...> (as the data.json)")

@@ -27,6 +27,8 @@ from typing import List, Optional
 
 import numpy as np
 
+from ualm_tk.bin.sampling_options import add_sampling_options
+
 logger = logging.getLogger("ualm_tk.bin.lm_decode")
 
 
@@ -39,14 +41,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--job", type=int, default=1, help="which shard (1..nj)")
     p.add_argument("--codec_dir", default=None, help="codec component dir: decode generated codes to wav/")
     p.add_argument("--vae_dir", default=None, help="enhancement VAE component dir: also write wav_vae/ (needs --codec_dir)")
-    p.add_argument("--guidance_scale", type=float, default=3.0, help="CFG λ for audio (<= 0: no CFG)")
-    p.add_argument("--cfg_plausibility", type=float, default=0.0,
-                   help="with CFG (λ != 1) sample only tokens whose conditional probability is >= this x the conditional maximum (0: off). "
-                        "Off by default: on a peaked conditional (e.g. the codec's silence code) it leaves one token and guidance does nothing; "
-                        "<eos> keeps its conditional probability under CFG anyway")
-    p.add_argument("--top_k", type=int, default=20)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--max_steps", type=int, default=500, help="most decoded positions per example")
+    add_sampling_options(p)
     p.add_argument("--num_samples", type=int, default=1, help="samples per example (audio outputs)")
     p.add_argument("--seed", type=int, default=0, help="run seed; each key's seed derives from it and the key")
     p.add_argument("--max_examples", type=int, default=None, help="decode only the first M keys (byte order)")
