@@ -296,8 +296,21 @@ else
 fi
 # GPU jobs go through ${cuda_cmd} when cmd.sh defines it, else through ${train_cmd}
 cuda_cmd=${cuda_cmd:-${train_cmd}}
+# the sampling jobs of stages 6 and 7: one GPU each with --inference_ngpu 1, else CPU
+if [ "${inference_ngpu}" -eq 1 ]; then
+  decode_job=("${cuda_cmd}" --gpu 1)
+  device=cuda
+else
+  decode_job=("${decode_cmd}")
+  device=cpu
+fi
 
 # ---- helpers ----
+# component_sum <dir>: checksum of a component dir's component.yaml + model.pth (empty input when absent)
+component_sum() {
+  cat "$1"/component.yaml "$1"/model.pth 2>/dev/null | cksum | cut -d' ' -f1
+}
+
 # stage_is_done <done-file> <signature>: 0 when outputs exist for the same options
 # (skip), 1 when the stage must run. Outputs made with other options are an error unless --force.
 stage_is_done() {
@@ -526,7 +539,7 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     log "Stage 3: VAE: --vae_config is empty; no enhancement VAE"
   else
     vae_exp="${expdir}/vae_${vae_tag}"
-    codec_sig=$(cat "${codec_dir}"/component.yaml "${codec_dir}"/model.pth 2>/dev/null | cksum | cut -d' ' -f1)
+    codec_sig=$(component_sum "${codec_dir}")
     sig="config=$(cksum < "${vae_config}" | cut -d' ' -f1) codec=${codec_dir} codec_sum=${codec_sig} train=${train_set} valid=${valid_set} opts=${vae_train_opts}"
     if stage_is_done "${vae_exp}/.done" "${sig}"; then
       log "Stage 3: VAE: ${vae_exp} already done; --force true redoes it"
@@ -572,7 +585,7 @@ fi
 # ---- stage 4: tokenisation ----
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
   [ -f "${codec_dir}/component.yaml" ] || die "Stage 4: no trained codec in ${codec_dir}; run stage 3 first or pass --codec_dir"
-  codec_sig=$(cat "${codec_dir}"/component.yaml "${codec_dir}"/model.pth 2>/dev/null | cksum | cut -d' ' -f1)
+  codec_sig=$(component_sum "${codec_dir}")
   # 4a: codec codes, one JOB array per set
   for s in ${all_sets}; do
     src="${dumpdir}/audio/${s}"
@@ -773,14 +786,7 @@ print(clap, tagger, thr)' ${eval_scorers}) || die "Stage 6: cannot read the eval
   [ "${reward_clap}" != - ] || [ "${reward_tagger}" != - ] \
     || die "Stage 6: none of the evaluators (${eval_scorers}) gives a reward: it needs a text-audio model (embed_text) or a frame tagger"
   scorers_sum=$(for d in ${eval_scorers}; do cat "${d}/model.pth" 2>/dev/null; done | cksum | cut -d' ' -f1)
-  codec_sum=$(cat "${codec_dir}"/component.yaml "${codec_dir}"/model.pth 2>/dev/null | cksum | cut -d' ' -f1)
-  if [ "${inference_ngpu}" -eq 1 ]; then
-    sample_job=("${cuda_cmd}" --gpu 1)
-    device=cuda
-  else
-    sample_job=("${decode_cmd}")
-    device=cpu
-  fi
+  codec_sum=$(component_sum "${codec_dir}")
   if [ "${ngpu}" -ge 1 ]; then  # DPO trains on one device (one GPU with --ngpu >= 1)
     dpo_job=("${cuda_cmd}" --gpu 1)
     dpo_ngpu=1
@@ -810,7 +816,7 @@ print(clap, tagger, thr)' ${eval_scorers}) || die "Stage 6: cannot read the eval
     _nj=$(( dpo_nj < num ? dpo_nj : num ))
     log "Stage 6: ${stage_names[6]}: ${json} (first ${num} prompts) -> ${cdir}" \
         "(${dpo_num_samples} candidates each from ${model}, ${_nj} jobs on ${device})"
-    run_jobs "${sample_job[*]}" "${cdir}/log" JOB=1:"${_nj}" "${cdir}/log/sample.JOB.log" \
+    run_jobs "${decode_job[*]}" "${cdir}/log" JOB=1:"${_nj}" "${cdir}/log/sample.JOB.log" \
       python -m ualm_tk.bin.dpo_sample --model_dir "${model}" --data_json "${json}" --output_dir "${cdir}/cands.JOB" \
         --codec_dir "${codec_dir}" --num_samples "${dpo_num_samples}" --num_prompts "${num}" --nj "${_nj}" --job JOB \
         --guidance_scale "${guidance_scale}" --top_k "${top_k}" --temperature "${temperature}" \
@@ -930,14 +936,7 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
       "run stage 3, pass --vae_dir, or --vae_config '' to decode without enhancement"
     vae_opt=(--vae_dir "${infer_vae_dir}")
   fi
-  if [ "${inference_ngpu}" -eq 1 ]; then
-    decode_job=("${cuda_cmd}" --gpu 1)
-    device=cuda
-  else
-    decode_job=("${decode_cmd}")
-    device=cpu
-  fi
-  codec_sig=$(cat "${codec_dir}"/component.yaml "${codec_dir}"/model.pth 2>/dev/null | cksum | cut -d' ' -f1)
+  codec_sig=$(component_sum "${codec_dir}")
   for inference_model in "${decode_models[@]}"; do
     decode_root="${inference_model}/decode_${inference_tag}"
     model_sig=$(stat -L -c '%n %s %Y' "${inference_model}"/*.pth 2>/dev/null | cksum | cut -d' ' -f1)
@@ -1071,7 +1070,7 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     mkdir -p "${cdir}/ground_truth" "${cdir}/codec"
     cmp -s "${ref}/wav.scp" "${cdir}/ground_truth/wav.scp" || cp "${ref}/wav.scp" "${cdir}/ground_truth/wav.scp"
     score_audio "${cdir}/ground_truth" wav.scp "${cdir}/ground_truth" "${cdir}/ground_truth/.done.scores" "${s}" "ceiling: ground truth"
-    codec_sum=$(cat "${codec_dir}"/component.yaml "${codec_dir}"/model.pth 2>/dev/null | cksum | cut -d' ' -f1)
+    codec_sum=$(component_sum "${codec_dir}")
     sig="codec=${codec_dir} codec_sum=${codec_sum} ref=$(cksum < "${ref}/wav.scp" | cut -d' ' -f1)"
     if ! stage_is_done "${cdir}/codec/.done" "${sig}"; then
       if [ -f "${dumpdir}/vae/${s}/wav.scp" ] && [ -f "${expdir}/vae_${vae_tag}/.done" ] \
@@ -1089,7 +1088,7 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     score_audio "${cdir}/codec" wav.scp "${cdir}/codec" "${cdir}/codec/.done.scores" "${s}" "ceiling: codec resynthesis"
     if [ -n "${infer_vae_dir}" ]; then
       [ -f "${infer_vae_dir}/component.yaml" ] || die "Stage 8: no trained VAE in ${infer_vae_dir}"
-      vae_sum=$(cat "${infer_vae_dir}"/component.yaml "${infer_vae_dir}"/model.pth 2>/dev/null | cksum | cut -d' ' -f1)
+      vae_sum=$(component_sum "${infer_vae_dir}")
       sig="vae=${infer_vae_dir} vae_sum=${vae_sum} codec=$(cksum < "${cdir}/codec/wav.scp" | cut -d' ' -f1)"
       if ! stage_is_done "${cdir}/vae/.done" "${sig}"; then
         log "Stage 8: ceiling: ${cdir}/codec -> ${cdir}/vae (enhanced with ${infer_vae_dir})"
