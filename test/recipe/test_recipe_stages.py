@@ -294,6 +294,41 @@ def test_stage_5_leaves_a_model_dir_and_rerun_is_a_no_op(recipe_stage5, repo_roo
     assert (exp / "checkpoint.pth").stat().st_mtime_ns == stamp
 
 
+def test_stage_5_trains_a_finished_model_longer_once_its_done_file_is_removed(recipe_stage5, repo_root):
+    """A larger max_epoch on a finished model: refused with the way out in the message; after removing
+    .done the training resumes from its checkpoint at the next epoch (no epoch is trained twice)."""
+    rec, env, *_ = recipe_stage5
+    tag = "longer"
+    exp, enc = rec / "exp" / f"ualm_{tag}", rec / "exp" / f"audio_encoder_{tag}"
+    shutil.copytree(rec / LM_EXP, exp, symlinks=True)  # a copy: the later stages use the original
+    shutil.copytree(rec / "exp" / "audio_encoder_train_ualm_tiny", enc, symlinks=True)
+    opts = [("--max_epoch 4" if o == "--max_epoch 3" else o) for o in _lm_opts(repo_root)]
+    try:
+        r = run(rec, env, "--stage", "5", "--stop_stage", "5", *opts, "--lm_tag", tag, check=False)
+        assert r.returncode != 0 and "was made with other options" in r.stderr, r.stderr[-2000:]
+        assert f"remove exp/ualm_{tag}/.done: the training resumes from its checkpoint.pth" in r.stderr
+        (exp / ".done").unlink()
+        r = run(rec, env, "--stage", "5", "--stop_stage", "5", *opts, "--lm_tag", tag)
+        assert f"Stage 5: resuming the interrupted training from exp/ualm_{tag}/checkpoint.pth" in r.stdout
+        log = (exp / "train.log").read_text()
+        assert "The training was resumed using" in log and "4/4epoch started" in log
+        assert "3/4epoch started" not in log and "The training was finished at 4 epochs" in log
+        import torch
+        from espnet2.train.reporter import Reporter
+
+        rep = Reporter()
+        rep.load_state_dict(torch.load(exp / "checkpoint.pth", weights_only=False)["reporter"])
+        assert rep.get_epoch() == 4
+        # epochs 1-3 are the original run's record, unchanged
+        orig = Reporter()
+        orig.load_state_dict(torch.load(rec / LM_EXP / "checkpoint.pth", weights_only=False)["reporter"])
+        assert [rep.get_value("train", "loss", e) for e in (1, 2, 3)] == \
+            [orig.get_value("train", "loss", e) for e in (1, 2, 3)]
+    finally:
+        shutil.rmtree(exp, ignore_errors=True)
+        shutil.rmtree(enc, ignore_errors=True)
+
+
 def test_stage_5_multi_gpu_and_multi_node_commands(recipe_stage5, repo_root):
     rec, env, *_ = recipe_stage5
     base = ("--stage", "5", "--stop_stage", "5", "--lm_config", str(repo_root / TINY_LM), "--lm_dry_run", "true")
@@ -608,3 +643,84 @@ def test_stage_8_scores_captions(recipe_stage8, repo_root):
     assert "Audio captioning (audio_to_caption)" in md and "| METEOR |" in md
     assert "ceiling" not in md and not list((rec / "results_images").glob("*.png"))
     assert "Stage 8: done" in r.stdout
+
+
+def _scp_line_swap(scp: Path, key: str, new_value: str) -> str:
+    """Point ``key`` of a wav.scp at ``new_value`` (other lines byte-identical); returns the old value."""
+    lines = scp.read_text(encoding="utf-8").splitlines(keepends=True)
+    idx = next(i for i, ln in enumerate(lines) if ln.split(" ", 1)[0] == key)
+    old = lines[idx].rstrip("\n").split(" ", 1)[1]
+    lines[idx] = f"{key} {new_value}\n"
+    scp.write_text("".join(lines), encoding="utf-8")
+    return old
+
+
+def _stage8_outputs(rec: Path) -> dict:
+    """Every scores.json stage 8 writes for caption_to_audio on the test set -> its bytes."""
+    dirs = [rec / d / "caption_to_audio_test" for d in (DECODE, DPO_DECODE)]
+    files = [p for d in dirs for p in (d / "scores.json", d / "scores_vae" / "scores.json")]
+    files += [rec / "exp" / "ceilings_test" / n / "scores.json" for n in ("ground_truth", "codec", "vae")]
+    return {p: p.read_bytes() for p in files}
+
+
+def test_stage_8_scores_again_when_a_decode_audio_changed(recipe_stage8, repo_root, tmp_path):
+    """A decode's audio replaced after scoring (wav.scp changed): stage 8 re-scores that dir only and
+    rebuilds RESULTS.md; putting the original audio back re-scores it back to the original values."""
+    import numpy as np
+
+    rec, env, _ = recipe_stage8
+    dec = rec / DECODE / "caption_to_audio_test"
+    scp = dec / "wav.scp"
+    key = sorted(read_kaldi_file(scp))[0]
+    before = _stage8_outputs(rec)
+    orig = _scores(dec / "scores.json")
+    stamp = (dec / "scores.json").stat().st_mtime_ns
+    label = f"ualm_train_ualm_tiny/{DECODE_TAG}"
+    fd_row = f"| FD[scorer_tagger] | {label} | {orig['FD[scorer_tagger]']['value']:.4f} |"
+    # a different signal for one key: 2 s of white noise at the decode's rate, in a new file
+    new_wav = tmp_path / f"{key}.noise.wav"
+    rng = np.random.default_rng(0)
+    sf.write(str(new_wav), (0.3 * rng.standard_normal(32000)).astype(np.float32), 16000)
+    scp_bytes = scp.read_bytes()
+    old_value = _scp_line_swap(scp, key, str(new_wav))
+    try:
+        r = run(rec, env, *STAGE8, *_lm_opts(repo_root))
+    finally:
+        scp.write_bytes(scp_bytes)  # later tests (and the restore run below) see the original decode
+    rescoring = "the audio or the evaluators changed since"
+    assert (f"Stage 8: generated audio: {rescoring} {DECODE}/caption_to_audio_test/scores.json "
+            f"was written: scoring again") in r.stdout, r.stdout[-3000:]
+    assert r.stdout.count(rescoring) == 1, r.stdout[-3000:]  # that dir only
+    for what, out in (("generated audio", f"{DPO_DECODE}/caption_to_audio_test"),
+                      ("VAE-enhanced audio", f"{DECODE}/caption_to_audio_test/scores_vae"),
+                      ("VAE-enhanced audio", f"{DPO_DECODE}/caption_to_audio_test/scores_vae"),
+                      ("ceiling: ground truth", "exp/ceilings_test/ground_truth"),
+                      ("ceiling: codec resynthesis", "exp/ceilings_test/codec"),
+                      ("ceiling: codec + VAE", "exp/ceilings_test/vae")):
+        assert f"Stage 8: {what}: {out}/scores.json already done" in r.stdout, (what, out)
+    after = _stage8_outputs(rec)
+    changed = [p for p in before if after[p] != before[p]]
+    assert changed == [dec / "scores.json"], changed  # the other decodes' and ceilings' scores untouched
+    new = _scores(dec / "scores.json")
+    assert (dec / "scores.json").stat().st_mtime_ns != stamp
+    assert new["FD[scorer_tagger]"]["num_items"] == 4
+    assert new["FD[scorer_tagger]"]["value"] != orig["FD[scorer_tagger]"]["value"]
+    assert new["CLAP[scorer_clap_mini]"]["value"] != orig["CLAP[scorer_clap_mini]"]["value"]
+    # the page shows the new score (it is rebuilt from the score files, not left stale)
+    assert "RESULTS.md already up to date" not in r.stdout
+    md = (rec / "RESULTS.md").read_text()
+    assert f"| FD[scorer_tagger] | {label} | {new['FD[scorer_tagger]']['value']:.4f} |" in md
+    assert fd_row not in md
+    assert old_value in scp.read_text() and scp.read_bytes() == scp_bytes  # restored
+
+    # the original audio back: scored again, to the original values
+    r = run(rec, env, *STAGE8, *_lm_opts(repo_root))
+    assert r.stdout.count(rescoring) == 1 and f"{rescoring} {DECODE}/caption_to_audio_test/" in r.stdout
+    assert "RESULTS.md already up to date" not in r.stdout
+    back = _scores(dec / "scores.json")
+    assert set(back) == set(orig)
+    for m in orig:
+        assert back[m]["value"] == pytest.approx(orig[m]["value"], rel=1e-6, abs=1e-9), m
+    assert fd_row in (rec / "RESULTS.md").read_text()
+    assert {p: b for p, b in _stage8_outputs(rec).items() if p != dec / "scores.json"} == \
+        {p: b for p, b in before.items() if p != dec / "scores.json"}

@@ -149,3 +149,53 @@ def test_scorer_train_on_clean_and_codec_copies(two_copies, tmp_path, python_exe
                                       "--audio_dirs", str(clean), str(clean), "--valid_audio_dir", str(clean)],
                          capture_output=True, text=True, env=subprocess_env)
     assert bad.returncode != 0 and "given twice" in bad.stderr
+
+
+def _logmel_of(synth, tmp_path, name):
+    wav = tmp_path / f"{name}.wav"
+    _sox(wav, synth)
+    x, _ = sf.read(wav, dtype="float32")
+    return LogMel(SR, 64, "peak")(torch.from_numpy(x)[None])[0]  # [64, N]
+
+
+def test_pitch_warp_turns_a_tone_into_the_same_tone_an_octave_up(tmp_path):
+    from ualm_tk.scoring.models.frontend import pitch_warp
+
+    waves = ["sine", "square", "triangle", "sawtooth"]
+    at440 = {w: _logmel_of([w, "440"], tmp_path, f"{w}440") for w in waves}
+    at880 = {w: _logmel_of([w, "880"], tmp_path, f"{w}880") for w in waves}
+
+    def dist(a, b):  # mean absolute difference of the time-averaged spectra
+        return float((a.mean(1) - b.mean(1)).abs().mean())
+
+    assert torch.allclose(pitch_warp(at440["square"], 1.0), at440["square"], atol=1e-6)
+    for w in waves:
+        warped = pitch_warp(at440[w], 2.0)
+        assert warped.shape == at440[w].shape and float(warped.max()) == pytest.approx(float(at440[w].max()))
+        # closer to the real 880 Hz tone than the 440 Hz one is, and nearest to the same waveform at 880 Hz:
+        # what is left to tell tones apart is the waveform, not the pitch
+        assert dist(warped, at880[w]) < 0.8 * dist(at440[w], at880[w]), w
+        assert min(waves, key=lambda o: dist(warped, at880[o])) == w
+    # shifting down leaves the top bands at the floor (nothing above Nyquist moves in)
+    down = pitch_warp(at880["square"], 0.5, floor=-1.0)
+    assert torch.all(down[-8:] == -1.0)
+
+
+def test_tagger_pitch_shift_augments_only_the_named_categories_and_only_in_training(two_copies, tmp_path):
+    from ualm_tk.scoring.models.corpus import pad_logmels
+
+    data, clean, _ = two_copies
+    clips = read_clip_sets([data], [clean], need_events=True)
+    feats = compute_logmels(clips, LogMel(SR, 32, "peak"), tmp_path / "cache.pt")
+    x, lengths = pad_logmels([feats[c.key] for c in clips])
+    torch.manual_seed(0)
+    tagger = build_scorer("tagger", dict(_tiny("tagger", clips).conf, pitch_shift_semitones=12.0,
+                                         pitch_shift_categories=["tone"]))
+    tagger.train()
+    out = tagger.augment(x, lengths, clips)
+    for i, c in enumerate(clips):
+        changed = not torch.equal(out[i], x[i])
+        assert changed == (c.category == "tone"), (c.utt, c.category)
+    assert torch.equal(tagger.eval().augment(x, lengths, clips), x)  # never at evaluation
+    with pytest.raises(ValueError, match="pitch_shift_categories"):
+        build_scorer("tagger", dict(tagger.conf, pitch_shift_categories=[]))

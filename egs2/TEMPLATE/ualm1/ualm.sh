@@ -314,7 +314,7 @@ component_sum() {
 # stage_is_done <done-file> <signature>: 0 when outputs exist for the same options
 # (skip), 1 when the stage must run. Outputs made with other options are an error unless --force.
 stage_is_done() {
-  local done_file=$1 signature=$2
+  local done_file=$1 signature=$2 hint=${3:-}
   [ -f "${done_file}" ] || return 1
   if [ "${force}" = true ]; then
     rm -f "${done_file}"
@@ -322,7 +322,7 @@ stage_is_done() {
   fi
   if [ "$(cat "${done_file}")" != "${signature}" ]; then
     die "${done_file} was made with other options:" $'\n' "  then: $(cat "${done_file}")" $'\n' \
-        "  now:  ${signature}" $'\n' "  pass --force true to redo it, or restore the options"
+        "  now:  ${signature}" $'\n' "  pass --force true to redo it, or restore the options${hint:+; ${hint}}"
   fi
   return 0
 }
@@ -739,7 +739,8 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     log "Stage 5: dry run (ngpu ${ngpu}, num_nodes ${num_nodes}); the job would be:"
     echo "${job_cmd} ${job_opts[*]+${job_opts[*]}} ${lm_exp}/train.log ${train_words[*]}"
     log "Stage 5: dry run: nothing trained"
-  elif stage_is_done "${lm_exp}/.done" "${sig}"; then
+  elif stage_is_done "${lm_exp}/.done" "${sig}" \
+      "to train longer (a larger max_epoch, nothing else changed), remove ${lm_exp}/.done: the training resumes from its checkpoint.pth"; then
     log "Stage 5: ${stage_names[5]}: ${lm_exp} already done; --force true redoes it"
   else
     start_training_dir 5 "${lm_exp}"

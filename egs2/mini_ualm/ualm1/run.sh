@@ -7,6 +7,9 @@
 #   ./run.sh --local_data_opts "--num_clips 60"   # a tiny corpus
 #   ./run.sh --stage 5 --stop_stage 5 --lm_config ../../TEMPLATE/ualm1/conf/train_ualm_tiny.yaml  # a seconds-long LM
 set -euo pipefail
+# generation length cap: clips are at most 12 s (--max_dur) = 300 codec frames at 25 Hz, + 7 rows
+# that close the delay pattern; a generation that has not stopped by then is cut (lm_decode counts them)
+gen_max_steps=320
 ./ualm.sh \
     --nj 2 \
     --local_data_opts "--corpus_dir corpus --num_clips 2000 --seed 0" \
@@ -25,4 +28,6 @@ set -euo pipefail
     --guidance_scale 3.0 \
     --top_k 20 \
     --temperature 0.8 \
+    --inference_opts "--max_steps ${gen_max_steps}" \
+    --dpo_sample_opts "--max_steps ${gen_max_steps}" \
     "$@"

@@ -13,6 +13,11 @@ happens next:
 
 It has no parameters, so log-mels can be computed once and cached
 (:func:`ualm_tk.scoring.models.corpus.compute_logmels`).
+
+``pitch_warp``: the log-mel of the same sound with every frequency multiplied by ``factor``
+(a pitch shift without a tempo change), computed from the cached features by reading each mel
+band at the mel position of ``centre / factor``; a training-time augmentation for classes whose
+label does not depend on pitch (a "square tone" at any frequency).
 """
 
 from __future__ import annotations
@@ -73,6 +78,47 @@ def load_audio(path: Union[str, Path], target_sr: int) -> torch.Tensor:
     return resample(torch.from_numpy(data.T.copy()).mean(dim=0), sr, target_sr)
 
 
+F_MIN = 20.0  # lowest mel filter edge (Hz)
+
+
+def hz_to_mel_slaney(f: torch.Tensor) -> torch.Tensor:
+    """Slaney mel scale (torchaudio's ``mel_scale="slaney"``): linear below 1 kHz, log above."""
+    f = torch.as_tensor(f, dtype=torch.float64)
+    lin = 3.0 * f / 200.0
+    log = 15.0 + torch.log(f.clamp(min=1e-9) / 1000.0) * (27.0 / np.log(6.4))
+    return torch.where(f < 1000.0, lin, log)
+
+
+def mel_to_hz_slaney(m: torch.Tensor) -> torch.Tensor:
+    m = torch.as_tensor(m, dtype=torch.float64)
+    return torch.where(m < 15.0, 200.0 * m / 3.0, 1000.0 * torch.exp((m - 15.0) * (np.log(6.4) / 27.0)))
+
+
+def pitch_warp(feats: torch.Tensor, factor: float, sample_rate: int = 16000, floor: float = -1.0,
+               renorm_peak: bool = True) -> torch.Tensor:
+    """``feats [n_mels, N]`` (a :class:`LogMel` output) -> the same shape for the sound pitch-shifted by ``factor``.
+
+    Band ``i`` (centre ``f_i``) takes the value at mel position ``mel(f_i / factor)`` (linear
+    interpolation between bands); content moved in from above the top band is ``floor`` (silence),
+    from below the lowest band the lowest band's value. With ``renorm_peak`` the result is shifted
+    so its largest value equals the input's (``level_norm: peak`` features peak at 1).
+    """
+    n_mels = feats.shape[0]
+    lo_m, hi_m = hz_to_mel_slaney(torch.tensor(F_MIN)), hz_to_mel_slaney(torch.tensor(sample_rate / 2))
+    m_pts = torch.linspace(float(lo_m), float(hi_m), n_mels + 2, dtype=torch.float64)
+    centres = mel_to_hz_slaney(m_pts[1:-1])  # [n_mels] Hz
+    step = float(m_pts[1] - m_pts[0])
+    pos = (hz_to_mel_slaney(centres / factor) - m_pts[1]) / step  # [n_mels] fractional band index
+    lo = pos.floor().clamp(0, n_mels - 1).long()
+    hi = (lo + 1).clamp(max=n_mels - 1)
+    w = (pos - lo.double()).clamp(0.0, 1.0).to(feats.dtype)[:, None]  # [n_mels, 1]
+    out = feats[lo] * (1 - w) + feats[hi] * w  # [n_mels, N]
+    if renorm_peak and feats.numel():
+        out = (out + (feats.max() - out.max())).clamp(min=floor)
+    out[pos > n_mels - 1 + 1e-6] = floor  # moved in from above the top band: silence
+    return out
+
+
 class LogMel(torch.nn.Module):
     """``wav [B, L]`` (16 kHz) -> normalised log-mel ``[B, n_mels, N]``, ``N = L // hop + 1``."""
 
@@ -88,7 +134,7 @@ class LogMel(torch.nn.Module):
         self.n_mels = n_mels
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate, n_fft=int(round(0.025 * sample_rate)), hop_length=self.hop,
-            n_mels=n_mels, f_min=20.0, f_max=sample_rate / 2, center=True, pad_mode="constant",
+            n_mels=n_mels, f_min=F_MIN, f_max=sample_rate / 2, center=True, pad_mode="constant",
             power=2.0, norm="slaney", mel_scale="slaney",
         )
 
