@@ -311,8 +311,9 @@ component_sum() {
   cat "$1"/component.yaml "$1"/model.pth 2>/dev/null | cksum | cut -d' ' -f1
 }
 
-# stage_is_done <done-file> <signature>: 0 when outputs exist for the same options
-# (skip), 1 when the stage must run. Outputs made with other options are an error unless --force.
+# stage_is_done <done-file> <signature> [hint]: 0 when outputs exist for the same options
+# (skip), 1 when the stage must run. Outputs made with other options are an error unless --force
+# (the hint, when given, is added to that error: another way out than --force).
 stage_is_done() {
   local done_file=$1 signature=$2 hint=${3:-}
   [ -f "${done_file}" ] || return 1
