@@ -22,9 +22,10 @@ label does not depend on pitch (a "square tone" at any frequency).
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
-from typing import Union
+from typing import Tuple, Union
 
 import numpy as np
 import soundfile as sf
@@ -94,6 +95,14 @@ def mel_to_hz_slaney(m: torch.Tensor) -> torch.Tensor:
     return torch.where(m < 15.0, 200.0 * m / 3.0, 1000.0 * torch.exp((m - 15.0) * (np.log(6.4) / 27.0)))
 
 
+@functools.lru_cache(maxsize=8)
+def _mel_grid(n_mels: int, sample_rate: int) -> Tuple[float, float, torch.Tensor]:
+    """LogMel's band centres: first centre (mel), spacing (mel), centres ``[n_mels]`` (Hz)."""
+    lo_m, hi_m = hz_to_mel_slaney(torch.tensor(F_MIN)), hz_to_mel_slaney(torch.tensor(sample_rate / 2))
+    m_pts = torch.linspace(float(lo_m), float(hi_m), n_mels + 2, dtype=torch.float64)
+    return float(m_pts[1]), float(m_pts[1] - m_pts[0]), mel_to_hz_slaney(m_pts[1:-1])
+
+
 def pitch_warp(feats: torch.Tensor, factor: float, sample_rate: int = 16000, floor: float = -1.0,
                renorm_peak: bool = True) -> torch.Tensor:
     """``feats [n_mels, N]`` (a :class:`LogMel` output) -> the same shape for the sound pitch-shifted by ``factor``.
@@ -104,11 +113,8 @@ def pitch_warp(feats: torch.Tensor, factor: float, sample_rate: int = 16000, flo
     so its largest value equals the input's (``level_norm: peak`` features peak at 1).
     """
     n_mels = feats.shape[0]
-    lo_m, hi_m = hz_to_mel_slaney(torch.tensor(F_MIN)), hz_to_mel_slaney(torch.tensor(sample_rate / 2))
-    m_pts = torch.linspace(float(lo_m), float(hi_m), n_mels + 2, dtype=torch.float64)
-    centres = mel_to_hz_slaney(m_pts[1:-1])  # [n_mels] Hz
-    step = float(m_pts[1] - m_pts[0])
-    pos = (hz_to_mel_slaney(centres / factor) - m_pts[1]) / step  # [n_mels] fractional band index
+    first, step, centres = _mel_grid(n_mels, sample_rate)
+    pos = (hz_to_mel_slaney(centres / factor) - first) / step  # [n_mels] fractional band index
     lo = pos.floor().clamp(0, n_mels - 1).long()
     hi = (lo + 1).clamp(max=n_mels - 1)
     w = (pos - lo.double()).clamp(0.0, 1.0).to(feats.dtype)[:, None]  # [n_mels, 1]
