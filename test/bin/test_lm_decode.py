@@ -172,3 +172,80 @@ def test_heldout_loss_model_and_unigram(trained, tmp_path, python_exe, subproces
     with pytest.raises(SystemExit, match="no assistant audio segment"):
         heldout(["--model_dir", str(trained["exp"]), "--data_json", str(c["data"]["audio_qa"]), "--train_codes",
                  str(c["root"] / "dump" / "codes" / "codes.scp"), "--output_dir", str(out)])
+
+
+def _text_shard(root, job, nj, keys, results):
+    """A finished text shard: ``results`` key -> (answer, thinking or None)."""
+    from ualm_tk.inference.batch_decode import ShardState
+
+    st = ShardState(root / f"output.{job}", keys, dict(task="text_only", nj=nj, job=job), "text")
+    for k in keys:
+        st.save_text(k, *results[k])
+    return st.finalize(dict(task="text_only", nj=nj, job=job, modality="text"))
+
+
+def test_shard_thinking_file_and_merge(tmp_path):
+    from ualm_tk.inference.batch_decode import merge_shards
+
+    res = {"a": ("42", "17 + 25 =  42 | check"), "b": ("7", None), "c": ("", "no answer\n"), "d": ("5", None)}
+    assert _text_shard(tmp_path, 1, 2, ["a", "b"], res)["thinking"] == 1
+    # the thinking is written before the answer, whitespace-collapsed like it
+    assert (tmp_path / "output.1" / "partial_thinking" / "a.txt").read_text() == "17 + 25 = 42 | check"
+    assert read_kaldi_file(tmp_path / "output.1" / "thinking", allow_empty_value=True) == {"a": "17 + 25 = 42 | check", "b": ""}
+    _text_shard(tmp_path, 2, 2, ["c", "d"], res)
+    modality, counts = merge_shards(tmp_path, 2)
+    assert modality == "text" and counts == {"text": 4, "thinking": 4}
+    assert read_kaldi_file(tmp_path / "thinking", allow_empty_value=True) == {
+        "a": "17 + 25 = 42 | check", "b": "", "c": "no answer", "d": ""}
+    assert read_kaldi_file(tmp_path / "text", allow_empty_value=True) == {"a": "42", "b": "7", "c": "", "d": "5"}
+
+
+def test_shard_without_thinking_keys_merges_as_empty_and_none_means_no_file(tmp_path):
+    from ualm_tk.inference.batch_decode import merge_shards
+
+    res = {"a": ("42", "sum"), "b": ("7", None), "c": ("3", None)}
+    _text_shard(tmp_path / "some", 1, 2, ["a"], res)
+    _text_shard(tmp_path / "some", 2, 2, ["b", "c"], res)  # no key of this shard thought: no file
+    assert not (tmp_path / "some" / "output.2" / "thinking").exists()
+    merge_shards(tmp_path / "some", 2)
+    assert read_kaldi_file(tmp_path / "some" / "thinking", allow_empty_value=True) == {"a": "sum", "b": "", "c": ""}
+    # no thinking at all: outputs as before (no thinking file anywhere)
+    plain = {k: (v[0], None) for k, v in res.items()}
+    assert "thinking" not in _text_shard(tmp_path / "none", 1, 1, ["a", "b", "c"], plain)
+    assert merge_shards(tmp_path / "none", 1) == ("text", {"text": 3})
+    assert not (tmp_path / "none" / "thinking").exists() and not (tmp_path / "none" / "output.1" / "thinking").exists()
+    assert not (tmp_path / "none" / "output.1" / "partial_thinking").exists()
+
+
+def test_rerun_of_a_key_without_thinking_drops_a_stale_one(tmp_path):
+    from ualm_tk.inference.batch_decode import ShardState
+
+    st = ShardState(tmp_path / "output.1", ["a"], dict(task="text_only"), "text")
+    st.save_text("a", "1", thinking="old")
+    st.save_text("a", "1")
+    assert "thinking" not in st.finalize(dict(task="text_only", modality="text"))
+    assert not (tmp_path / "output.1" / "thinking").exists()
+
+
+def test_lm_decode_writes_the_model_thinking(trained, tmp_path, monkeypatch):
+    from ualm_tk.models import generation
+
+    data = TaskData.load(trained["corpus"]["data"]["text_only"])
+    keys = sorted(data.keys(), key=lambda k: k.encode())[:4]
+    _, lay, tok = load_model_dir(trained["exp"])
+    w = [i for i in range(lay.text_size) if tok.decode([i]).strip().isalnum()][:3]
+
+    def fake(model, segs, **kw):  # the first two keys (shard 1) think in two segments, the others not
+        key = next(k for k in keys if data.segments(k) == list(segs))  # lm_decode passes the stored segments
+        thinking = [[w[0]], [w[1]]] if key in keys[:2] else []
+        return [generation.Generation(None, [w[2]], True, thinking)]
+
+    monkeypatch.setattr(generation, "generate_from_segments", fake)
+    out = tmp_path / "dec"
+    for j in (1, 2):
+        _run(trained, "text_only", out, 2, j, "--max_examples", "4")
+    merge(["--output_dir", str(out), "--nj", "2"])
+    expect = " ".join(f"{tok.decode([w[0]])} | {tok.decode([w[1]])}".split())
+    assert read_kaldi_file(out / "thinking", allow_empty_value=True) == {
+        k: (expect if k in keys[:2] else "") for k in keys}
+    assert set(read_kaldi_file(out / "text").values()) == {tok.decode([w[2]])}

@@ -263,3 +263,40 @@ def test_audio_qa_dialog_puts_every_question_of_a_clip_in_one_example(corpus, tm
     again = tmp_path / "again.json"
     assert make_task_data.main(_args(c, "audio_qa_dialog", again, "--fs", str(SR))) == 0
     assert json.loads(again.read_text())["examples"] == json.loads(out.read_text())["examples"]
+
+
+def test_text_only_solution_becomes_an_eot_segment_before_the_answer(corpus, tmp_path, caplog):
+    import shutil
+
+    from ualm_tk.data.task_data import _source_rows
+    from ualm_tk.tokens import specials as sp
+
+    d = tmp_path / "train"
+    shutil.copytree(corpus["data_dir"], d)
+    solutions = {"t0001": "17 + 25 = 42", "t0002": "3 + 4 = 7"}
+    write_kaldi_file(d / "text_only" / "solution", solutions)
+    rows = _source_rows("text_only", d)
+    assert [(r["key"], r["solution"], r["answer"]) for r in rows] == [("t0001", "17 + 25 = 42", "42"), ("t0002", "3 + 4 = 7", "7")]
+    out = tmp_path / "sol.json"
+    assert make_task_data.main(_args(dict(corpus, data_dir=d), "text_only", out)) == 0
+    layout, tok, pat = TokenLayout.load(corpus["token_dir"]), load_text_tokenizer(corpus["token_dir"]), build_pattern("delay")
+    data = TaskData.load(out)
+    for key in data:
+        ex = data.render(key, layout, pat)
+        assert [s.role for s in ex.segments] == ["user", "assistant", "assistant"]
+        sol, ans = ex.segments[1:]
+        decode = lambda s: tok.decode(layout.global_to_text(ex.tokens[s.content_start:s.content_end, 0]))  # noqa: E731
+        assert decode(sol) == solutions[key] and decode(ans) == TEXT_ONLY[key][1]
+        assert ex.tokens[sol.content_end, 0] == sp.EOT and ex.tokens[ans.content_end, 0] == sp.EOS
+        assert ex.length == data.length(key)
+    # without the file: one answer segment, as before
+    plain = tmp_path / "plain.json"
+    assert make_task_data.main(_args(corpus, "text_only", plain)) == 0
+    assert all(len(TaskData.load(plain).segments(k)) == 2 for k in TEXT_ONLY)
+    # a key of question without a solution: the error names the file and the key
+    write_kaldi_file(d / "text_only" / "solution", {"t0001": "17 + 25 = 42"})
+    with pytest.raises(TaskDataError, match=r"text_only/solution: no entry for key 't0002'"):
+        _source_rows("text_only", d)
+    caplog.set_level(logging.ERROR)
+    assert make_task_data.main(_args(dict(corpus, data_dir=d), "text_only", tmp_path / "bad.json")) == 1
+    assert "text_only/solution: no entry for key 't0002'" in caplog.text

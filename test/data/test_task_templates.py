@@ -7,6 +7,7 @@ from ualm_tk.data.task_templates import (
     ExampleTooLong,
     Segment,
     TaskDataError,
+    assistant_turn_start,
     make_prompt_segments,
     make_segments,
     prompt_fields_for_audio,
@@ -209,3 +210,43 @@ def test_registry_is_extensible():
     assert set(TASK_TEMPLATES) == {"caption_to_audio", "audio_to_caption", "audio_qa", "audio_qa_dialog", "text_only"}
     for name, tpl in TASK_TEMPLATES.items():
         assert tpl.source in ("clips", "qa", "qa_dialog", "text_only") and callable(tpl.build)
+
+
+def test_text_only_with_solution_is_a_two_segment_assistant_turn():
+    r = render("text_only", {"question": "xy", "solution": "zx", "answer": "y"})
+    expect = [BOS, USR, TXT, 256, 257, EOS, AST, TXT, 258, 256, EOT, AST, TXT, 257, EOS]
+    np.testing.assert_array_equal(r.tokens[:, 0], expect)
+    assert (r.tokens[:, 1:] == P).all()
+    # loss on both assistant segments: content and closing token (<eot>, then <eos>)
+    mask = np.zeros(len(expect), np.float32)
+    mask[[8, 9, 10, 13, 14]] = 1.0
+    np.testing.assert_allclose(r.loss_mask[:, 0], mask)
+    assert r.loss_mask[:, 1:].sum() == 0
+    assert [(s.role, s.content_start, s.content_end) for s in r.segments] == [
+        ("user", 3, 5), ("assistant", 8, 10), ("assistant", 13, 14)]
+    # without a solution (absent or empty) the example is the one-segment answer as before
+    plain = np.array([BOS, USR, TXT, 256, 257, EOS, AST, TXT, 257, EOS])
+    for ex in ({"question": "xy", "answer": "y"}, {"question": "xy", "solution": "", "answer": "y"}):
+        np.testing.assert_array_equal(render("text_only", ex).tokens[:, 0], plain)
+
+
+def test_text_only_prompt_stops_before_the_solution():
+    pat = build_pattern("delay")
+    segs = make_prompt_segments("text_only", {"question": "xy"}, encode)
+    prompt = render_example(segs, LAYOUT, pat, None, prompt_only=True)
+    np.testing.assert_array_equal(prompt.tokens[:, 0], [BOS, USR, TXT, 256, 257, EOS, AST, TXT])
+    assert prompt.loss_mask.sum() == 0
+    # the stored training example (solution + answer) gives the same inference prefix
+    full = make_segments("text_only", {"key": "k", "question": "xy", "solution": "zx", "answer": "y"}, encode)
+    np.testing.assert_array_equal(render_example(full, LAYOUT, pat, None, prompt_only=True).tokens, prompt.tokens)
+    for given in ({"solution": "zx"}, {"answer": "y"}):
+        with pytest.raises(TaskDataError, match="must not contain the answer"):
+            make_prompt_segments("text_only", {"question": "xy", **given}, encode)
+
+
+def test_assistant_turn_start_is_the_trailing_assistant_run():
+    u, a = Segment("user", "text", ids=[256]), Segment("assistant", "text", ids=[257])
+    assert assistant_turn_start([u, a]) == 1
+    assert assistant_turn_start([u, a, u, a, a, a]) == 3  # earlier turns do not count
+    with pytest.raises(TaskDataError, match="key 'k7': the segments do not end with an assistant segment"):
+        assistant_turn_start([a, u], "k7")

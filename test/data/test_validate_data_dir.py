@@ -42,6 +42,7 @@ def make_data_dir(root: Path) -> Path:
     write_kaldi_file(d / "text_only" / "answer", {k: "four" for k in t})
     write_kaldi_file(d / "text_only" / "qtype", {k: "arith" for k in t})
     write_kaldi_file(d / "text_only" / "problem_id", {k: f"add:{i}:2" for i, k in enumerate(t)})
+    write_kaldi_file(d / "text_only" / "solution", {k: "two plus two is four" for k in t})
     return d
 
 
@@ -66,6 +67,12 @@ def test_valid_dir_passes_with_summary(data_dir):
     assert report.counts == {"qa": 16, "text_only": 3}
     assert report.summary().startswith(f"{data_dir}: 8 utterances, qa/: 16 entries, text_only/: 3 entries, files: ")
     assert "qa/qa2utt" in report.files and "rich_caption" in report.files
+    assert "text_only/solution" in report.files and not report.warnings  # a known optional file
+
+
+def test_text_only_solution_is_optional(data_dir):
+    (data_dir / "text_only" / "solution").unlink()
+    assert check_data_dir(data_dir).ok
 
 
 @pytest.mark.parametrize(
@@ -95,6 +102,9 @@ def test_valid_dir_passes_with_summary(data_dir):
         ("text_only/answer", 2, b"t001", "text_only/answer:2: key 't001': empty value"),
         ("text_only/problem_id", 3, b"t003 add:2:2",
          "text_only/problem_id: key sets differ: 1 key(s) of"),
+        ("text_only/solution", 1, b"t000 ", "text_only/solution:1: key 't000': empty value"),
+        ("text_only/solution", 3, b"t009 two plus two is four",
+         "text_only/solution: key sets differ: 1 key(s) of"),
     ],
 )
 def test_each_bad_line_is_reported_with_file_line_key(data_dir, file, lineno, new, expected):

@@ -24,7 +24,7 @@ RECIPE = REPO / "egs2" / "mini_ualm" / "ualm1"
 SPLITS = ("train", "valid", "test")
 CLIP_FILES = ("wav.scp", "text", "utt2spk", "utt2category", "metadata", "rich_caption")
 QA_FILES = ("question", "answer", "qtype", "qa2utt")
-TEXT_FILES = ("question", "answer", "qtype", "problem_id")
+TEXT_FILES = ("question", "answer", "solution", "qtype", "problem_id")
 CATEGORIES = {"speech_synth", "speech_real", "instrument", "drums", "tone", "noise", "effect",
               "sequence", "overlay"}
 SR = 48000
@@ -326,6 +326,7 @@ def test_text_only_problems_exact_and_held_out(corpus):
                         "two": lambda: n[0] + n[1] - n[2]}[kind]()
                 assert all(str(v) in to["question"][k] for v in n)
             assert to["answer"][k] == str(want), k
+            assert to["solution"][k].split()[-1] == str(want), (k, to["solution"][k])
     assert not (ids["train"] & ids["test"]) and not (ids["train"] & ids["valid"])
 
 

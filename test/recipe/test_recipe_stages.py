@@ -175,6 +175,10 @@ def test_stage_4_codes_token_list_and_task_data(recipe_stage4):
         for task in ("caption_to_audio", "audio_to_caption", "audio_qa", "text_only"):
             doc = json.loads((rec / "dump" / task / s / "data.json").read_text())
             assert doc["task"] == task and doc["num_examples"] > 0
+        # text problems come with worked solutions: the assistant thinks (<eot>) before it answers
+        ex = next(iter(json.loads((rec / "dump" / "text_only" / s / "data.json").read_text())["examples"].values()))
+        turn = [(g["role"], g.get("end", "<eos>")) for g in ex["segments"]]
+        assert turn[-2:] == [("assistant", "<eot>"), ("assistant", "<eos>")], turn
     bias = json.loads((rec / "data" / "token_list" / "token_bias.json").read_text())
     assert bias["special"] == 0 and bias["text"] == 256 and f"audio_{K - 1}" in bias
     # a re-run is a no-op

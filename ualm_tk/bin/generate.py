@@ -13,8 +13,10 @@ Audio + question -> text (audio_qa)::
     python -m ualm_tk.bin.generate --model_dir exp/ualm_tiny --audio clip.wav --text "What instrument is playing?" \\
         --output_dir out/
 
-prints the answer and writes ``out/text``. ``--task`` overrides the task chosen from the inputs
-(``text_only`` with --text, ``audio_to_caption`` with --audio).
+prints the answer and writes ``out/text``; when the model writes segments before its answer
+(``<eot>``, e.g. a worked solution for ``--task text_only``), they are printed first
+(``thinking: ...``) and written to ``out/thinking``. ``--task`` overrides the task chosen from
+the inputs (``text_only`` with --text, ``audio_to_caption`` with --audio).
 """
 
 from __future__ import annotations
@@ -114,6 +116,12 @@ def main(cmd: Optional[List[str]] = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if res[0].text_ids is not None:
         text = tokenizer.decode(res[0].text_ids)
+        if res[0].thinking:
+            thinking = " | ".join(tokenizer.decode(t) for t in res[0].thinking)
+            (out / "thinking").write_text(thinking + "\n", encoding="utf-8")
+            print(f"thinking: {thinking}")
+        else:
+            (out / "thinking").unlink(missing_ok=True)  # from an earlier run into the same directory
         (out / "text").write_text(text + "\n", encoding="utf-8")
         print(text)
         return 0

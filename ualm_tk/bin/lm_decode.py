@@ -3,11 +3,14 @@
     python -m ualm_tk.bin.lm_decode --model_dir exp/ualm_tiny --data_json dump/audio_qa/test/data.json \\
         --output_dir exp/ualm_tiny/decode_x/audio_qa/test/output.1 --nj 4 --job 1
 
-Each PROMPT is the stored example without its final assistant segment (the answer/audio the
-model must produce); decoding is ``ualm_tk.models.generation.generate_from_segments``, the code
-of ``ualm_tk.bin.generate`` (KV cache; audio: top-k/temperature with CFG; text: greedy).
+Each PROMPT is the stored example up to the header of its final assistant turn (the answer/audio
+the model must produce, with any solution segment before it); decoding is
+``ualm_tk.models.generation.generate_from_segments``, the code of ``ualm_tk.bin.generate`` (KV
+cache; audio: top-k/temperature with CFG; text: greedy).
 
-Outputs in ``--output_dir`` (``DIR/output.JOB``): text tasks -> ``text`` (``key answer``); audio
+Outputs in ``--output_dir`` (``DIR/output.JOB``): text tasks -> ``text`` (``key answer``) and, when
+the model wrote segments before its answer (``<eot>``, e.g. a worked solution), ``thinking``
+(``key segment | segment ...``, empty for keys without); audio
 tasks -> ``codes.ark``/``codes.scp`` (int16 ``[T,K]`` like dump/codes) and, with ``--codec_dir``,
 ``wav/<key>.wav`` + ``wav.scp`` (with ``--vae_dir`` also ``wav_vae/<key>.wav`` + ``wav_vae.scp``).
 With ``--num_samples n`` (audio) the i-th extra sample is ``<key>_sample<i>``. A rerun resumes:
@@ -77,7 +80,7 @@ def main(cmd: Optional[List[str]] = None) -> int:
 
     from ualm_tk.data.kaldi_files import byte_order_key
     from ualm_tk.data.task_data import TaskData
-    from ualm_tk.data.task_templates import TaskDataError
+    from ualm_tk.data.task_templates import TaskDataError, assistant_turn_start
     from ualm_tk.inference.batch_decode import DecodeShardError, ShardState, key_seed, sample_key, shard_keys
     from ualm_tk.models.generation import generate_from_segments, load_model_dir
     from ualm_tk.tokens.layout import TokenLayoutMismatch
@@ -94,7 +97,11 @@ def main(cmd: Optional[List[str]] = None) -> int:
     if args.max_examples is not None:
         keys = keys[: args.max_examples]
     mine = shard_keys(keys, args.nj, args.job)
-    modality = data.segments(keys[0])[-1].modality
+    first = data.segments(keys[0])
+    try:  # the output modality is that of the assistant turn's first segment (e.g. a solution before a text answer)
+        modality = first[assistant_turn_start(first, keys[0])].modality
+    except TaskDataError as e:
+        raise SystemExit(f"{args.data_json}: {e}")
     if modality not in ("text", "audio"):
         raise SystemExit(f"{args.data_json}: task {data.task} ends with a {modality} segment; only text or audio can be decoded")
     settings = dict(
@@ -150,9 +157,10 @@ def main(cmd: Optional[List[str]] = None) -> int:
     for i, key in enumerate(todo):
         try:
             segs = data.segments(key)
-            if segs[-1].role != "assistant" or segs[-1].modality != modality:
-                raise TaskDataError(f"{args.data_json}: key '{key}': last segment is {segs[-1].role}/{segs[-1].modality}, "
-                                    f"expected assistant/{modality} like the other examples")
+            turn = segs[assistant_turn_start(segs, key)]
+            if turn.modality != modality:
+                raise TaskDataError(f"{args.data_json}: key '{key}': the assistant turn starts with {turn.modality}, "
+                                    f"expected {modality} like the other examples")
             res = generate_from_segments(
                 model, segs, guidance_scale=cfg, top_k=args.top_k, temperature=args.temperature,
                 max_steps=args.max_steps, num_samples=args.num_samples if modality == "audio" else 1,
@@ -162,7 +170,8 @@ def main(cmd: Optional[List[str]] = None) -> int:
             raise SystemExit(f"{args.data_json}: key '{key}': {e}")
         unfinished += sum(not g.finished for g in res)
         if modality == "text":
-            state.save_text(key, tokenizer.decode(res[0].text_ids))
+            thinking = " | ".join(tokenizer.decode(t) for t in res[0].thinking) if res[0].thinking else None
+            state.save_text(key, tokenizer.decode(res[0].text_ids), thinking=thinking)
         else:
             samples = []
             for s, g in enumerate(res):

@@ -314,12 +314,15 @@ def _source_rows(source: str, data_dir: Path) -> List[Dict[str, str]]:
         q = _require(data_dir / "text_only" / "question", "questions")
         a = _require(data_dir / "text_only" / "answer", "answers")
         qtype = _read_optional(data_dir / "text_only" / "qtype") or {}
+        sol_path = data_dir / "text_only" / "solution"
+        solution = _read_optional(sol_path)  # optional worked solutions (an assistant <eot> segment)
         for key, question in q.items():
             rows.append({
                 "key": key,
                 "question": question,
                 "answer": _lookup(a, key, data_dir / "text_only" / "answer", key),
                 **({"qtype": qtype[key]} if key in qtype else {}),
+                **({"solution": _lookup(solution, key, sol_path, key)} if solution is not None else {}),
             })
     else:
         raise TaskDataError(f"unknown example source {source!r}")

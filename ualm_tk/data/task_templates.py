@@ -15,7 +15,8 @@ Sequence format (DESIGN.md §3)::
   placeholder positions (one per encoder frame, :func:`num_feat_frames`, 25 frames/s by default)
   where the model writes the encoder's features; :attr:`RenderedExample.audio_feats` records the
   span and the audio file;
-* ``<eot>`` closes a segment that the same role continues (user audio then the question).
+* ``<eot>`` closes a segment that the same role continues (user audio then the question; an
+  assistant solution then its answer).
 
 Loss mask (``[S,K]`` float): non-zero only on assistant segments, on the content and the
 closing token: text ``text_weight`` (1) in stream 0; audio ``audio_weight`` (default 1/K) on every
@@ -238,12 +239,18 @@ def audio_qa_dialog(ex: Mapping[str, Any], encode: Encode) -> List[Segment]:
 
 
 def text_only(ex: Mapping[str, Any], encode: Encode) -> List[Segment]:
-    """User question -> assistant answer, text only."""
+    """User question -> assistant answer, text only.
+
+    With a non-empty ``solution`` (text_only/solution) the assistant turn has two segments: the
+    worked solution closed by ``<eot>`` (the same role continues), then the answer (``<eos>``).
+    """
     t = "text_only"
-    return [
-        Segment("user", "text", ids=encode(_need(ex, "question", t, " (text_only/question)"), "question")),
-        Segment("assistant", "text", ids=encode(_need(ex, "answer", t, " (text_only/answer)"), "answer")),
-    ]
+    segs = [Segment("user", "text", ids=encode(_need(ex, "question", t, " (text_only/question)"), "question"))]
+    solution = ex.get("solution")
+    if solution:
+        segs.append(Segment("assistant", "text", ids=encode(solution, "solution"), end="<eot>"))
+    segs.append(Segment("assistant", "text", ids=encode(_need(ex, "answer", t, " (text_only/answer)"), "answer")))
+    return segs
 
 
 @dataclass(frozen=True)
@@ -268,7 +275,7 @@ TASK_TEMPLATES: Dict[str, TaskTemplate] = {
     "audio_to_caption": TaskTemplate(audio_to_caption, "clips", ("audio",), ("text",)),
     "audio_qa": TaskTemplate(audio_qa, "qa", ("audio",), ("answer",)),
     "audio_qa_dialog": TaskTemplate(audio_qa_dialog, "qa_dialog", ("audio",), ("turns",)),
-    "text_only": TaskTemplate(text_only, "text_only", (), ("answer",)),
+    "text_only": TaskTemplate(text_only, "text_only", (), ("answer", "solution")),
 }
 
 
@@ -277,6 +284,18 @@ def get_template(task: str) -> TaskTemplate:
         return TASK_TEMPLATES[task]
     except KeyError:
         raise TaskDataError(f"unknown task {task!r}; known tasks: {', '.join(sorted(TASK_TEMPLATES))}") from None
+
+
+def assistant_turn_start(segments: Sequence[Segment], key: str = "") -> int:
+    """Index of the first segment of the final assistant turn (the trailing run of assistant
+    segments, e.g. a solution ``<eot>`` then the answer). Raises when the last segment is not
+    an assistant segment."""
+    if not segments or segments[-1].role != "assistant":
+        raise TaskDataError(f"key '{key}': the segments do not end with an assistant segment")
+    i = len(segments) - 1
+    while i > 0 and segments[i - 1].role == "assistant":
+        i -= 1
+    return i
 
 
 def make_segments(task: str, ex: Mapping[str, Any], encode: Encode, task_marker: bool = False) -> List[Segment]:
@@ -301,6 +320,8 @@ def make_prompt_segments(
     caption_to_audio; ``wav``/``num_samples``/``sample_rate``/``num_feat_frames`` + ``question`` for
     audio_qa). Render them with ``render_example(..., prompt_only=True)``: the result ends with the
     ``<assistant> <modality>`` header the decoder continues from. Giving an answer field is an error.
+    The list ends with the FIRST segment of the assistant turn (placeholder content, never rendered):
+    the model writes the rest of the turn (e.g. text_only: a solution ``<eot>`` before the answer).
     """
     tpl = get_template(task)
     given = [f for f in tpl.answer_fields if f in fields]
@@ -317,7 +338,7 @@ def make_prompt_segments(
     segs = make_segments(task, ex, enc, task_marker=task_marker)
     if segs[-1].role != "assistant":
         raise TaskDataError(f"task {task}: template does not end with an assistant segment")
-    return segs
+    return segs[: assistant_turn_start(segs, "prompt") + 1]
 
 
 # ============================================================================ rendering
@@ -378,8 +399,9 @@ def render_example(
     """Render segments into ``tokens [S,K]``, ``loss_mask [S,K]`` and spans.
 
     ``audio_weight``: loss weight of each audio stream position (default ``1/K``).
-    ``prompt_only``: stop after the header (``<assistant> <modality>``) of the LAST segment, which
-    must be an assistant segment: the prefix inference decodes from (its loss mask is all zero).
+    ``prompt_only``: stop after the header (``<assistant> <modality>``) of the first segment of the
+    final assistant turn (:func:`assistant_turn_start`; the last segment must be an assistant
+    segment): the prefix inference decodes from (its loss mask is all zero).
     ``max_len``: raise :class:`ExampleTooLong` naming ``key`` when S exceeds it.
     """
     K = layout.num_codebooks
@@ -389,6 +411,7 @@ def render_example(
     if prompt_only:
         if not segments or segments[-1].role != "assistant":
             raise TaskDataError(f"key '{key}': prompt_only needs an assistant segment last")
+        segments = segments[: assistant_turn_start(segments, key) + 1]
         S = sequence_length(segments[:-1], pattern, K) + 2
     else:
         S = sequence_length(segments, pattern, K)

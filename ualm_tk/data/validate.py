@@ -10,7 +10,8 @@ Known clip-level files (one line per utterance, all with the same key set): ``wa
 ``utt2spk``, ``utt2category``, ``metadata``, ``rich_caption``, ``utt2num_samples``, ``master.scp``;
 plus ``spk2utt`` (speaker keys), ``rejected`` (keys that were dropped), and the subdirectories
 ``qa/`` (``question``, ``answer``, ``qtype``, ``qa2utt``) and ``text_only/`` (``question``,
-``answer``, ``qtype``, optional ``problem_id``). Any other file is reported as a warning, not an error.
+``answer``, ``qtype``, optional ``problem_id`` and ``solution``). Any other file is reported as a
+warning, not an error.
 """
 
 from __future__ import annotations
@@ -217,6 +218,7 @@ TEXT_ONLY_FILES: Dict[str, Optional[ValueCheck]] = {
     "answer": None,
     "qtype": _single_token,
     "problem_id": _single_token,  # optional: the identity of a generated problem (e.g. add:7:5)
+    "solution": None,  # optional: a one-line worked solution (the assistant's <eot> segment before the answer)
 }
 REQUIRED_TEXT_ONLY_FILES = ("question", "answer", "qtype")
 # files that are known but are not Kaldi files, or are checked separately

@@ -11,8 +11,11 @@ Layout of one shard directory ``DIR/output.JOB/``::
     settings.json   the decode settings (a rerun with other settings is refused, not mixed)
     partial/        one finished result per key, written atomically (temp + rename):
                     <key>.txt (text answer) or <key>.npz (codes [T,K] int16 per sample; written after the wavs)
+    partial_thinking/  <key>.txt: the text segments before the answer (joined by " | "), written
+                    before the key's answer; only for keys whose model turn had several segments
     wav/ wav_vae/   <key>.wav (audio outputs with a codec / VAE)
-    text | codes.ark codes.scp [wav.scp] [wav_vae.scp]   the shard's Kaldi-style outputs
+    text [thinking] | codes.ark codes.scp [wav.scp] [wav_vae.scp]   the shard's Kaldi-style outputs
+                    (``thinking``: every key, empty value for keys without; absent when no key has one)
     info.json       written last: the shard is complete
 
 A rerun skips keys whose partial result exists, so a killed job resumes where it stopped.
@@ -34,7 +37,9 @@ from ualm_tk.data.kaldi_files import byte_order_key, read_kaldi_file, write_kald
 logger = logging.getLogger(__name__)
 
 SHARD_PREFIX = "output."
-TEXT_OUTPUTS = ("text",)
+TEXT_OUTPUTS = ("text", "thinking")
+EMPTY_VALUE_OUTPUTS = ("text", "thinking")  # an empty answer / no thinking is a valid result
+SPARSE_OUTPUTS = ("thinking",)  # a shard may lack it (none of its keys had any): merged as empty values
 AUDIO_OUTPUTS = ("codes.scp", "wav.scp", "wav_vae.scp")
 
 
@@ -129,11 +134,19 @@ class ShardState:
     def pending(self) -> List[str]:
         return [k for k in self.keys if not self.is_done(k)]
 
-    def save_text(self, key: str, text: str) -> None:
-        p = self.result_path(key)
-        tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
-        tmp.write_text(" ".join(text.split()), encoding="utf-8")
-        os.replace(tmp, p)
+    def thinking_path(self, key: str) -> Path:
+        return self.dir / "partial_thinking" / f"{key}.txt"
+
+    def save_text(self, key: str, text: str, thinking: Optional[str] = None) -> None:
+        """The key's answer (whitespace collapsed to one line); ``thinking`` (the segments before
+        the answer) is written first, since the answer file marks the key done."""
+        t = self.thinking_path(key)
+        if thinking is not None:
+            t.parent.mkdir(parents=True, exist_ok=True)
+            _write_text_atomic(t, " ".join(thinking.split()))
+        else:
+            t.unlink(missing_ok=True)  # left by a killed run that decoded this key differently
+        _write_text_atomic(self.result_path(key), " ".join(text.split()))
 
     def save_codes(self, key: str, samples: Sequence[np.ndarray]) -> None:
         """One ``codes [T,K]`` int16 array per sample, in one file written atomically AFTER the
@@ -159,6 +172,11 @@ class ShardState:
             write_kaldi_file(self.dir / "text", entries)
             counts["text"] = len(entries)
             counts["empty"] = sum(1 for v in entries.values() if not v)
+            thinking = {k: self.thinking_path(k).read_text(encoding="utf-8") for k in self.keys
+                        if self.thinking_path(k).is_file()}
+            if thinking:
+                write_kaldi_file(self.dir / "thinking", {k: thinking.get(k, "") for k in self.keys})
+                counts["thinking"] = len(thinking)
         else:
             import kaldiio
 
@@ -182,6 +200,12 @@ class ShardState:
         return counts
 
 
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def _glob_escape(s: str) -> str:
     import glob
 
@@ -190,7 +214,10 @@ def _glob_escape(s: str) -> str:
 
 # ============================================================================ merging
 def merge_shards(output_dir: os.PathLike, nj: int) -> Tuple[str, Dict[str, int]]:
-    """Merge ``output.1..nj`` into ``output_dir`` (text or codes.scp/wav.scp/wav_vae.scp).
+    """Merge ``output.1..nj`` into ``output_dir`` (text [+ thinking] or codes.scp/wav.scp/wav_vae.scp).
+
+    An output must be in every shard or in none, except ``thinking``: a shard none of whose keys
+    had thinking has no such file, and its keys get empty values.
 
     Returns ``(modality, {file: entries})``. Raises :class:`DecodeShardError` naming the first
     missing or incomplete shard (and a few of its missing keys) or an inconsistency.
@@ -243,12 +270,15 @@ def merge_shards(output_dir: os.PathLike, nj: int) -> Tuple[str, Dict[str, int]]
         present = [(d / name).is_file() for d, _, _ in infos]
         if not any(present):
             continue
-        if not all(present):
+        if not all(present) and name not in SPARSE_OUTPUTS:
             lacking = [str(d) for (d, _, _), p in zip(infos, present) if not p]
             raise DecodeShardError(f"{name}: missing in {', '.join(lacking[:5])} but present in other shards")
         merged: Dict[str, str] = {}
-        for d, keys, _ in infos:
-            entries = read_kaldi_file(d / name, allow_empty_value=(name == "text"))
+        for (d, keys, _), has in zip(infos, present):
+            if not has:  # a sparse output none of this shard's keys had
+                merged.update((k, "") for k in keys)
+                continue
+            entries = read_kaldi_file(d / name, allow_empty_value=(name in EMPTY_VALUE_OUTPUTS))
             lost = [k for k in keys if k not in entries]
             if lost:
                 raise DecodeShardError(f"{d / name}: {len(lost)} key(s) of the shard missing: {', '.join(lost[:5])}")

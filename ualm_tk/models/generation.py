@@ -3,17 +3,18 @@
 * :func:`load_model_dir`: an experiment directory of :mod:`ualm_tk.tasks.ualm` (``config.yaml``,
   a ``*.pth`` and ``token_list/``) -> model (eval), layout, text tokenizer.
 * :func:`generate_from_segments`: render the prompt (``render_example(..., prompt_only=True)``),
-  write user audio features, then decode incrementally. The last (assistant) segment's modality
-  decides the output: ``audio`` -> codec codes (all K streams, delay pattern, top-k/temperature,
-  CFG with the unconditional prompt of :func:`make_unconditional`), reverted to ``codes [K,T]``;
-  ``text`` -> greedy text in stream 0 (streams >= 1 pad).
+  write user audio features, then decode incrementally. The modality of the first segment of the
+  final assistant turn decides the output: ``audio`` -> codec codes (all K streams, delay pattern,
+  top-k/temperature, CFG with the unconditional prompt of :func:`make_unconditional`), reverted to
+  ``codes [K,T]``; ``text`` -> greedy text in stream 0 (streams >= 1 pad), where a segment closed
+  by ``<eot>`` is followed by another ``<assistant> <text>`` segment (reasoning, then the answer).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -21,7 +22,9 @@ import torch
 import yaml
 
 from ualm_tk.data.lm_dataset import load_wav
-from ualm_tk.data.task_templates import Segment, TaskDataError, make_unconditional, render_example
+from ualm_tk.data.task_templates import (
+    Segment, TaskDataError, assistant_turn_start, make_unconditional, render_example,
+)
 from ualm_tk.inference import DecodeConfig, SamplingConfig, generate, stream_vocab_mask
 from ualm_tk.models.ualm import UALMModel
 from ualm_tk.tokens import specials as sp
@@ -35,11 +38,14 @@ MODEL_FILES = ("valid.loss.best.pth", "valid.acc.best.pth", "valid.loss.ave.pth"
 
 @dataclass
 class Generation:
-    """One output row: ``codes [K,T]`` local codes (audio) or ``text_ids`` (text-block-local ids)."""
+    """One output row: ``codes [K,T]`` local codes (audio) or ``text_ids`` (text-block-local ids of
+    the last text segment: the answer). ``thinking``: the text-local ids of every earlier segment
+    of a multi-segment text turn (each closed by ``<eot>``), empty when the turn had one segment."""
 
     codes: Optional[torch.Tensor]
     text_ids: Optional[List[int]]
     finished: bool
+    thinking: List[List[int]] = field(default_factory=list)
 
 
 def load_model_dir(model_dir: Union[str, Path], device: str = "cpu") -> Tuple[UALMModel, TokenLayout, AbsTextTokenizer]:
@@ -81,6 +87,58 @@ def _prompt_embeds(model: UALMModel, tokens: torch.Tensor, feats, sample_rate: i
     return model.input_embeds(tokens, audio, lengths, torch.zeros(len(clips), dtype=torch.long))
 
 
+def _text_config(lay: TokenLayout, max_steps: int, device) -> DecodeConfig:
+    """Greedy text in stream 0 (stops at ``<eos>`` or ``<eot>``), ``<pad>`` in streams >= 1."""
+    K, V = lay.num_codebooks, lay.vocab_size
+    allowed = stream_vocab_mask(
+        V, [lay.text_vocab_range()] + [(0, 0)] * (K - 1), [[sp.EOS, sp.EOT]] + [[sp.PAD]] * (K - 1), device=device
+    )
+    return DecodeConfig(allowed=allowed, pad_id=sp.PAD, stop_ids=[sp.EOS, sp.EOT], delays=[0] * K,
+                        max_steps=max_steps, sampling=SamplingConfig(greedy=True))
+
+
+def _continuation_embeds(model: UALMModel, content: List[int]) -> torch.Tensor:
+    """Embeds ``[1,n+3,D]`` of a generated text segment's global ids ``content`` (n), its ``<eot>``
+    and the header ``<assistant> <text>`` of the segment that continues the turn."""
+    K = model.layout.num_codebooks
+    device = next(model.parameters()).device
+    ids = list(content) + [sp.EOT, sp.ROLE_IDS["assistant"], sp.TEXT]
+    tokens = torch.full((1, len(ids), K), sp.PAD, dtype=torch.long, device=device)  # [1,n+3,K]
+    tokens[0, :, 0] = torch.tensor(ids, dtype=torch.long, device=device)
+    return model.embed_tokens(tokens)
+
+
+def _generate_text_turn(model: UALMModel, embeds: torch.Tensor, max_steps: int, max_segments: int) -> Generation:
+    """Greedy text segments from ``embeds [1,S,D]`` (a prompt ending in ``<assistant> <text>``).
+
+    A segment closed by ``<eot>`` continues the turn: its content, ``<eot>`` and a new
+    ``<assistant> <text>`` header extend the prompt and the next segment is decoded (``max_steps``
+    each, fewer where the decoder's position limit leaves less room). Stops at ``<eos>``, at a
+    segment cut by ``max_steps`` or the position limit, or after ``max_segments`` segments (the
+    last two leave ``finished`` False). ``text_ids`` = the last segment, ``thinking`` = the others.
+    """
+    lay, device = model.layout, embeds.device
+    limit = model.decoder.max_positions
+    thinking: List[List[int]] = []
+    steps = max_steps
+    for n_seg in range(1, max_segments + 1):
+        out = generate(model.decoder, embeds, model.embed_fn, model.logits_fn, _text_config(lay, steps, device))
+        e, fin = int(out.end_steps[0]), bool(out.finished[0])
+        content = out.tokens[0, :e, 0].tolist()  # global text ids
+        text_ids = lay.global_to_text(content)
+        if not fin or int(out.tokens[0, e, 0]) != sp.EOT:
+            return Generation(None, text_ids, fin, thinking)
+        room = None if limit is None else limit - (embeds.shape[1] + e + 3)
+        if n_seg == max_segments or (room is not None and room < 1):
+            logger.warning("the assistant turn was cut after %d text segments (%s)", n_seg,
+                           f"max_segments={max_segments}" if n_seg == max_segments else "decoder position limit")
+            return Generation(None, text_ids, False, thinking)
+        thinking.append(text_ids)
+        embeds = torch.cat([embeds, _continuation_embeds(model, content)], dim=1)  # [1,S+e+3,D]
+        steps = max_steps if room is None else min(max_steps, room)
+    raise ValueError(f"max_segments must be >= 1, got {max_segments}")
+
+
 @torch.no_grad()
 def generate_from_segments(
     model: UALMModel,
@@ -92,41 +150,45 @@ def generate_from_segments(
     num_samples: int = 1,
     seed: int = 0,
     cfg_plausibility: float = 0.0,
+    max_segments: int = 8,
 ) -> List[Generation]:
-    """Decode the assistant turn that ``segments`` (a prompt, see make_prompt_segments) opens."""
+    """Decode the assistant turn that ``segments`` (a prompt, see make_prompt_segments) opens.
+
+    The prompt ends at the header of the first segment of the final assistant turn
+    (:func:`assistant_turn_start`); that segment's modality is the output's. Text turns are greedy
+    and may hold up to ``max_segments`` segments (``<eot>`` continues, see
+    :func:`_generate_text_turn`; ``num_samples`` identical rows); audio turns stop at ``<eos>``.
+    """
+    if max_segments < 1:
+        raise ValueError(f"max_segments must be >= 1, got {max_segments}")
     lay, pattern = model.layout, model.pattern
     K, V = lay.num_codebooks, lay.vocab_size
     device = next(model.parameters()).device
     rendered = render_example(segments, lay, pattern, prompt_only=True, key="prompt")
-    out_modality = segments[-1].modality
+    out_modality = segments[assistant_turn_start(segments, "prompt")].modality
     sr = model.audio_encoder.sample_rate if model.audio_encoder is not None else 16000
     tokens = torch.from_numpy(rendered.tokens)[None].to(device)  # [1,S,K]
     embeds = _prompt_embeds(model, tokens, rendered.audio_feats, sr)
-    uncond = None
-    if out_modality == "audio":
-        allowed = stream_vocab_mask(
-            V, [lay.stream_vocab_range(k) for k in range(K)], [[sp.EOS]] + [[]] * (K - 1), device=device
-        )
-        delays = pattern.offsets(K)
-        sampling = SamplingConfig(greedy=False, top_k=top_k, temperature=temperature)
-        if guidance_scale is not None:
-            if not rendered.has_condition:
-                raise TaskDataError("CFG needs a prompt with a condition segment (caption_to_audio)")
-            u = make_unconditional(rendered)
-            uncond = _prompt_embeds(model, torch.from_numpy(u.tokens)[None].to(device), u.audio_feats, sr)
-    elif out_modality == "text":
-        allowed = stream_vocab_mask(
-            V, [lay.text_vocab_range()] + [(0, 0)] * (K - 1), [[sp.EOS, sp.EOT]] + [[sp.PAD]] * (K - 1), device=device
-        )
-        delays = [0] * K
-        sampling = SamplingConfig(greedy=True)
-        guidance_scale = None
-    else:
+    if out_modality == "text":
+        g = _generate_text_turn(model, embeds, max_steps, max_segments)
+        return [g] + [Generation(None, list(g.text_ids), g.finished, [list(t) for t in g.thinking])
+                      for _ in range(num_samples - 1)]
+    if out_modality != "audio":
         raise TaskDataError(f"cannot generate modality {out_modality!r} (audio or text)")
+    allowed = stream_vocab_mask(
+        V, [lay.stream_vocab_range(k) for k in range(K)], [[sp.EOS]] + [[]] * (K - 1), device=device
+    )
+    delays = pattern.offsets(K)
+    uncond = None
+    if guidance_scale is not None:
+        if not rendered.has_condition:
+            raise TaskDataError("CFG needs a prompt with a condition segment (caption_to_audio)")
+        u = make_unconditional(rendered)
+        uncond = _prompt_embeds(model, torch.from_numpy(u.tokens)[None].to(device), u.audio_feats, sr)
     config = DecodeConfig(
-        allowed=allowed, pad_id=sp.PAD, stop_ids=[sp.EOS] if out_modality == "audio" else [sp.EOS, sp.EOT],
-        delays=delays, max_steps=max_steps, sampling=sampling, guidance_scale=guidance_scale,
-        num_samples=num_samples, cfg_plausibility=cfg_plausibility if out_modality == "audio" else 0.0,
+        allowed=allowed, pad_id=sp.PAD, stop_ids=[sp.EOS], delays=delays, max_steps=max_steps,
+        sampling=SamplingConfig(greedy=False, top_k=top_k, temperature=temperature), guidance_scale=guidance_scale,
+        num_samples=num_samples, cfg_plausibility=cfg_plausibility,
     )
     gen = torch.Generator(device=device).manual_seed(seed)
     out = generate(model.decoder, embeds, model.embed_fn, model.logits_fn, config,
@@ -136,9 +198,6 @@ def generate_from_segments(
     for r in range(out.tokens.shape[0]):
         e = int(out.end_steps[r])
         fin = bool(out.finished[r])
-        if out_modality == "text":
-            results.append(Generation(None, lay.global_to_text(out.tokens[r, :e, 0].tolist()), fin))
-            continue
         if e == 0:
             results.append(Generation(torch.zeros(K, 0, dtype=torch.long), None, fin))
             continue

@@ -619,15 +619,16 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
 
   # 4b: text tokeniser and token layout (specials | text | K audio streams), written once
   token_dir="${datadir}/token_list"
-  sig="bpe=${bpe_vocab_size} codec_info=$(cksum < "${dumpdir}/codes/${train_set}/codes_info.json" | cut -d' ' -f1) train=$(cat "${datadir}/${train_set}/text" | cksum | cut -d' ' -f1)"
+  # the BPE learns from every text of the training set: captions, questions, answers, worked solutions
+  bpe_inputs=()
+  for f in text qa/question qa/answer text_only/question text_only/answer text_only/solution; do
+    [ -f "${datadir}/${train_set}/${f}" ] && bpe_inputs+=("${datadir}/${train_set}/${f}")
+  done
+  sig="bpe=${bpe_vocab_size} codec_info=$(cksum < "${dumpdir}/codes/${train_set}/codes_info.json" | cut -d' ' -f1) train=$(cat "${bpe_inputs[@]}" | cksum | cut -d' ' -f1)"
   if stage_is_done "${token_dir}/.done" "${sig}"; then
     log "Stage 4: token list: ${token_dir} already done; --force true redoes it"
   else
     log "Stage 4: ${stage_names[4]}: ${datadir}/${train_set} text -> ${token_dir} (BPE ${bpe_vocab_size})"
-    bpe_inputs=()
-    for f in text qa/question qa/answer text_only/question text_only/answer; do
-      [ -f "${datadir}/${train_set}/${f}" ] && bpe_inputs+=("${datadir}/${train_set}/${f}")
-    done
     python -m ualm_tk.bin.train_bpe --input "${bpe_inputs[@]}" --vocab_size "${bpe_vocab_size}" \
       --out_dir "${token_dir}/bpe"
     read -r n_codebooks codebook_size < <(python -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["num_codebooks"], d["codebook_size"])' "${dumpdir}/codes/${train_set}/codes_info.json")

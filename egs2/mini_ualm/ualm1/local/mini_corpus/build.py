@@ -5,7 +5,7 @@ Outputs (see local/data.sh for the contract)::
     <corpus_dir>/wav/<utt>.wav                      48 kHz masters
     <data_dir>/{train,valid,test}/{wav.scp,text,utt2spk,utt2category,metadata,rich_caption}
     <data_dir>/{train,valid,test}/qa/{question,answer,qtype,qa2utt}
-    <data_dir>/{train,valid,test}/text_only/{question,answer,qtype,problem_id}
+    <data_dir>/{train,valid,test}/text_only/{question,answer,solution,qtype,problem_id}
     <data_dir>/{heldout.json,qtypes.json,corpus_stats.md}
 """
 
@@ -123,6 +123,7 @@ def build_corpus(corpus_dir: Path, data_dir: Path, num_clips: int, seed: int, nj
         for p in text_problems.make_problems(seed, split, n_text):
             k = p["key"]
             d["text_only/question"][k], d["text_only/answer"][k] = p["question"], p["answer"]
+            d["text_only/solution"][k] = p["solution"]  # worked solution: the LM's thinking before the answer
             d["text_only/qtype"][k], d["text_only/problem_id"][k] = p["qtype"], p["ident"]
         for name, entries in d.items():
             write_kaldi_file(data_dir / split / name, entries)

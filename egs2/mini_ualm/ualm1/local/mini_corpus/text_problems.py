@@ -1,8 +1,23 @@
-"""Text-only arithmetic and counting word problems with exact answers.
+"""Text-only arithmetic and counting word problems with exact answers and worked solutions.
 
 Each problem is identified by its operands (e.g. ``add:7:5``); a stable hash of that
 identity and the seed assigns it to exactly one split (test 10 %, valid 10 %, train 80 %),
 so held-out problems never share an operand tuple with training problems.
+
+:func:`solve` derives a worked solution from the identity alone: the school column methods, one
+digit at a time, each step restating what is left to do (the "detailed scratch-pad" format that
+small transformers learn to execute: every step reads the last digit of each remaining operand
+and one table fact, so nothing depends on memorising a sum of two whole numbers). The LM is
+trained to write it as its thinking (an assistant text segment closed by ``<eot>``) before the
+answer. Column addition of 27 + 45::
+
+    27 + 45 carry 0 result : 7 + 5 + 0 = 12 ; 2 + 4 carry 1 result 2 : 2 + 4 + 1 = 7 ; carry 0 result 72
+
+Subtraction borrows (``12 - 7 - 0 = 5`` when the top digit 2 is too small, then ``borrow 1``),
+leading zeros are dropped at the end (``result 04 ; 4``); multiplication multiplies the top
+number by each digit of the bottom one (``37 x 2``, then ``37 x 1`` shifted: ``370``) and adds the
+partial products by column addition; ``two_step`` is an addition then a subtraction;
+``word_count`` walks the list keeping a running count (``cat 0 , dog 1 , ...``).
 """
 
 from __future__ import annotations
@@ -71,8 +86,116 @@ MAKERS: Dict[str, Callable[[random.Random], Tuple[str, str, str]]] = {
 }
 
 
+# ============================================================================ worked solutions
+def _digits(n: int, width: int) -> str:
+    return str(n).rjust(width, "0")
+
+
+def _column_add(a: int, b: int) -> Tuple[List[str], int]:
+    """Steps of a + b in columns (operands zero-padded to one width), and the sum."""
+    w = max(len(str(a)), len(str(b)))
+    top, bot, carry, res = _digits(a, w), _digits(b, w), 0, ""
+    steps = []
+    while top:
+        x, y = int(top[-1]), int(bot[-1])
+        s = x + y + carry
+        steps.append(f"{top} + {bot} carry {carry} result {res} : {x} + {y} + {carry} = {s} ;")
+        top, bot, carry, res = top[:-1], bot[:-1], s // 10, str(s % 10) + res
+    if carry:
+        res = str(carry) + res
+        steps.append(f"carry {carry} result {res}")
+    else:
+        steps.append(f"carry 0 result {res}")
+    return steps, int(res)
+
+
+def _column_sub(a: int, b: int) -> Tuple[List[str], int]:
+    """Steps of a - b (a >= b) in columns with borrowing, and the difference."""
+    if a < b:
+        raise ValueError(f"column subtraction needs a >= b, got {a} - {b}")
+    w = len(str(a))
+    top, bot, borrow, res = _digits(a, w), _digits(b, w), 0, ""
+    steps = []
+    while top:
+        x, y = int(top[-1]), int(bot[-1])
+        if x - y - borrow < 0:
+            d, nxt, shown = x + 10 - y - borrow, 1, f"1{x}"
+        else:
+            d, nxt, shown = x - y - borrow, 0, str(x)
+        steps.append(f"{top} - {bot} borrow {borrow} result {res} : {shown} - {y} - {borrow} = {d} ;")
+        top, bot, borrow, res = top[:-1], bot[:-1], nxt, str(d) + res
+    steps.append(f"result {res} ; {int(res)}")
+    return steps, int(res)
+
+
+def _column_mul_digit(a: int, d: int) -> Tuple[List[str], int]:
+    """Steps of a x d for one digit d, and the product."""
+    top, carry, res = str(a), 0, ""
+    steps = []
+    while top:
+        x = int(top[-1])
+        p = x * d + carry
+        steps.append(f"{top} x {d} carry {carry} result {res} : {x} x {d} + {carry} = {p} ;")
+        top, carry, res = top[:-1], p // 10, str(p % 10) + res
+    if carry:
+        res = str(carry) + res
+    steps.append(f"carry {carry} result {res}")
+    return steps, int(res)
+
+
+def _column_mul(a: int, b: int) -> Tuple[List[str], int]:
+    """a x b: a times each digit of b (last digit first, shifted by its place), then the sum."""
+    steps: List[str] = []
+    partials: List[int] = []
+    for place, dch in enumerate(reversed(str(b))):
+        sub, p = _column_mul_digit(a, int(dch))
+        shifted = p * 10 ** place
+        steps += ([";"] if place else []) + sub
+        if place:
+            steps.append(f"shift {place} ; {shifted}")
+        partials.append(shifted)
+    total = partials[0]
+    for p in partials[1:]:
+        sub, total = _column_add(total, p)
+        steps += [";"] + sub
+    steps.append(f"; {total}")
+    return steps, total
+
+
+def _count_word(target: str, seq: List[str]) -> Tuple[List[str], int]:
+    n, steps = 0, []
+    for w in seq:
+        n += w == target
+        steps.append(f"{w} {n} ,")
+    steps.append(f"so {n}")
+    return steps, n
+
+
+def solve(ident: str) -> Tuple[str, str]:
+    """(worked solution, answer) of the problem ``ident`` (``add:a:b``, ``sub:a:b``, ``mul:a:b``,
+    ``two:a:b:c``, ``cnt:target:w1,w2,...``); see the module doc for the format."""
+    kind, *args = ident.split(":")
+    if kind in ("add", "sub", "mul"):
+        a, b = (int(x) for x in args)
+        op = {"add": ("+", _column_add), "sub": ("-", _column_sub), "mul": ("x", _column_mul)}[kind]
+        steps, ans = op[1](a, b)
+        steps.insert(0, f"{a} {op[0]} {b} :")
+    elif kind == "two":
+        a, b, c = (int(x) for x in args)
+        s1, mid = _column_add(a, b)
+        s2, ans = _column_sub(mid, c)
+        steps = [f"{a} + {b} :"] + s1 + [f"; {mid} - {c} :"] + s2
+    elif kind == "cnt":
+        target, seq = args[0], args[1].split(",")
+        steps, ans = _count_word(target, seq)
+        steps.insert(0, f"{target} :")
+    else:
+        raise ValueError(f"unknown problem identity {ident!r}")
+    return " ".join(" ".join(steps).split()), str(ans)  # an empty "result" leaves no double space
+
+
 def make_problems(seed: int, split: str, n: int) -> List[Dict[str, str]]:
-    """n distinct problems of this split: [{key, question, answer, qtype, ident}]."""
+    """n distinct problems of this split: [{key, question, answer, solution, qtype, ident}]."""
     rng = random.Random(f"{seed}:text:{split}")
     names = sorted(MAKERS)
     exhausted = set()
@@ -91,6 +214,9 @@ def make_problems(seed: int, split: str, n: int) -> List[Dict[str, str]]:
             exhausted.add(qtype)  # this kind has no fresh operands left for the split
             continue
         seen.add(ident)
-        out.append({"key": f"text-{split}-{len(out):05d}", "question": q, "answer": ans,
+        solution, solved = solve(ident)
+        if solved != ans:
+            raise AssertionError(f"worked solution of {ident} ends in {solved}, the answer is {ans}")
+        out.append({"key": f"text-{split}-{len(out):05d}", "question": q, "answer": ans, "solution": solution,
                     "qtype": qtype, "ident": ident})
     return out
