@@ -11,7 +11,10 @@ machine hit them alike:
 
 * ``bucketed``  : the real iterator's batches;
 * ``shuffled``  : the SAME examples, randomly regrouped into batches with the same row counts (no bucketing);
-* ``batch1``    : the same examples one row per step (optional, ``--modes``).
+* ``batch1``    : the same examples one row per step (optional, ``--modes``);
+* ``bf16``      : the real iterator's batches with ``model_conf.cpu_bf16`` on: the forward under
+  ``torch.autocast("cpu", bfloat16)``, weights and optimizer in float32 (optional, ``--modes``).
+  Its loss after the timed steps is printed beside ``bucketed``'s (same batches, same initial model).
 
 Printed per contender: step time, padded positions/s (B x S, what the compute costs), real
 positions/s (non-pad), loss-bearing positions/s (positions with any loss weight), padding share and
@@ -96,12 +99,14 @@ class Contender:
         self.grad_clip = float(args.grad_clip)
         self.times: List[float] = []
         self.counts: List[Dict[str, int]] = []
+        self.losses: List[float] = []
 
     def step(self, i: int, timed: bool) -> None:
         batch = collate([self.dataset[ix] for ix in self.batches[i]])[1]  # data loading is not timed
         t0 = time.perf_counter()
         loss, _, _ = self.model(**batch)
         loss.backward()
+        self.losses.append(float(loss.detach()))
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -114,7 +119,7 @@ class Contender:
         tot = {k: sum(c[k] for c in self.counts) for k in self.counts[0]}
         return dict(step_s=t / len(self.times), rows=tot["rows"] / len(self.times), padded_ps=tot["padded"] / t,
                     real_ps=tot["real"] / t, loss_ps=tot["loss"] / t, pad_share=1 - tot["real"] / tot["padded"],
-                    examples_ps=tot["rows"] / t)
+                    examples_ps=tot["rows"] / t, last_loss=float(np.mean(self.losses[-3:])))
 
 
 def main(cmd=None) -> None:
@@ -140,18 +145,23 @@ def main(cmd=None) -> None:
     rng = np.random.default_rng(a.seed)
     groupings = {"bucketed": index_batches, "shuffled": regroup(index_batches, rng)}
     modes = a.modes.split(",")
+    if "bf16" in modes:
+        groupings["bf16"] = index_batches
     if "batch1" in modes:  # one row per step over the timed examples (the warm-up uses the first rows)
         flat = [x for b in index_batches[a.warmup:] for x in b]
         groupings["batch1"] = [[x] for x in flat[: a.warmup]] + [[x] for x in flat]
     unknown = set(modes) - set(groupings)
     if unknown:
-        raise ValueError(f"--modes: unknown {sorted(unknown)} (bucketed, shuffled, batch1)")
+        raise ValueError(f"--modes: unknown {sorted(unknown)} (bucketed, shuffled, batch1, bf16)")
     torch.manual_seed(a.seed)
     model0 = UALMTask.build_model(args).train()
     nparam = sum(p.numel() for p in model0.parameters())
     contenders = []
     for m in modes:
-        contenders.append(Contender(m, copy.deepcopy(model0), args, dataset, groupings[m]))
+        model = copy.deepcopy(model0)
+        if m == "bf16":
+            model.cpu_bf16 = True
+        contenders.append(Contender(m, model, args, dataset, groupings[m]))
     del model0
     longest = max(len(c.batches) for c in contenders)
     for i in range(longest):  # interleaved: a, b, a, b, ...
@@ -166,13 +176,15 @@ def main(cmd=None) -> None:
           f"{a.threads} threads, {a.steps} timed steps after {a.warmup} warm-up (batch1: one step per timed example), "
           f"interleaved; load average at the end: {os.getloadavg()[0]:.1f}")
     head = (f"{'contender':>9} {'rows/step':>9} {'s/step':>7} {'padded pos/s':>12} {'real pos/s':>10} "
-            f"{'loss pos/s':>10} {'examples/s':>10} {'padding':>7} {'real pos/s vs bucketed':>22}")
+            f"{'loss pos/s':>10} {'examples/s':>10} {'padding':>7} {'real pos/s vs bucketed':>22} {'loss (last 3)':>13}")
     print(head)
     print("-" * len(head))
     for name, r in rows.items():
         print(f"{name:>9} {r['rows']:>9.1f} {r['step_s']:>7.3f} {r['padded_ps']:>12.0f} {r['real_ps']:>10.0f} "
               f"{r['loss_ps']:>10.0f} {r['examples_ps']:>10.1f} {100 * r['pad_share']:>6.1f}% "
-              f"{r['real_ps'] / base['real_ps']:>22.2f}")
+              f"{r['real_ps'] / base['real_ps']:>22.2f} {r['last_loss']:>13.3f}")
+    print("loss (last 3): mean training loss of the last 3 steps (contenders see different batches unless "
+          "they share a grouping: bucketed and bf16 do);")
     print("padded = B x S positions computed; real = non-pad positions; loss = positions with loss weight > 0 "
           "(one audio frame = one position: its K tokens share it)")
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB "

@@ -87,6 +87,26 @@ def test_pretraining_learns_held_out_labels_and_reports_them(pretrained):
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
 
 
+def test_bf16_pretraining_learns_the_same_labels(qa_corpus, pretrained, repo_root, tmp_path):
+    """``cpu_bf16: true``: the forward runs under bfloat16 autocast; the encoder still learns the held-out labels,
+    its saved weights are float32, and the training curve stays close to the float32 run's."""
+    conf = tmp_path / "pre_bf16.yaml"
+    conf.write_text((qa_corpus / "pre.yaml").read_text() + "cpu_bf16: true\n")
+    out = tmp_path / "bf16"
+    from ualm_tk.bin.audio_encoder_pretrain import main
+
+    main(["--lm_config", str(repo_root / TINY_LM), "--config", str(conf), "--qtypes", str(qa_corpus / "qtypes.json"),
+          "--train_dir", str(qa_corpus / "train"), "--valid_dir", str(qa_corpus / "valid"),
+          "--output_dir", str(out), "--num_threads", "1"])
+    res = json.loads((out / "results.json").read_text())
+    assert res["train_conf"]["cpu_bf16"] is True
+    valid = res["results"]["valid"]["per_type"]
+    assert valid["tone_frequency"]["accuracy"] >= 0.9 and valid["noise_first"]["accuracy"] >= 0.75
+    assert all(v.dtype == torch.float32 for v in torch.load(out / "encoder" / "model.pth").values() if v.is_floating_point())
+    ref = json.loads((pretrained / "results.json").read_text())["history"]
+    assert res["history"][0]["train_loss"] == pytest.approx(ref[0]["train_loss"], rel=0.05)
+
+
 def test_the_lm_starts_from_the_pretrained_encoder(pretrained, repo_root):
     """``--init_param <dir>/encoder/model.pth::audio_encoder`` (ESPnet) puts every encoder weight into the LM."""
     from espnet2.torch_utils.load_pretrained_model import load_pretrained_model

@@ -15,11 +15,12 @@ from ualm_tk.patterns import build_pattern
 from ualm_tk.tokens import specials as sp
 
 
-def make_model(layout, audio=True, seed=0):
+def make_model(layout, audio=True, seed=0, **model_conf):
     torch.manual_seed(seed)
     dec = build_decoder("transformer", dict(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2))
     enc = build_audio_encoder("mel_transformer", dict(size="tiny", dropout=0.0)) if audio else None
-    return model_choices.get_class("ualm")(layout=layout, decoder=dec, pattern=build_pattern("delay"), audio_encoder=enc)
+    return model_choices.get_class("ualm")(layout=layout, decoder=dec, pattern=build_pattern("delay"), audio_encoder=enc,
+                                               **model_conf)
 
 
 def dataset(c, tasks=None, factors=None, **kw):
@@ -228,3 +229,32 @@ def test_hf_backbone_text_rows_are_copied(lm_corpus, tmp_path):
     with pytest.raises(ModelInputError, match="text block has 200 tokens"):
         UALMModel(layout=TokenLayout([f"w{i}" for i in range(200)], 2, 8),
                   decoder=build_decoder("hf", dict(hf_model_dir=str(tmp_path / "qwen"))), pattern=build_pattern("delay"))
+
+
+def test_cpu_bf16_runs_the_products_in_bfloat16_and_keeps_the_loss_close(lm_corpus):
+    """model_conf cpu_bf16: the decoder's products run in bfloat16 under autocast, the loss is float32 and
+    within bf16 rounding of the float32 model's; weights and gradients stay float32."""
+    ds = dataset(lm_corpus, ["caption_to_audio", "audio_qa", "text_only"], train=False)
+    _, batch = collate([ds[(i, 0)] for i in range(4)])
+    ref = make_model(lm_corpus["layout"]).eval()
+    half = make_model(lm_corpus["layout"], cpu_bf16=True).eval()  # model_conf: {cpu_bf16: true}
+    seen = []
+    lin = next(m for m in half.decoder.modules() if isinstance(m, torch.nn.Linear))  # a product inside the decoder
+    lin.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    l32, _, _ = ref(**batch)
+    l16, stats, _ = half(**batch)
+    assert seen == [torch.bfloat16]
+    assert l16.dtype == torch.float32 and torch.isfinite(l16)
+    assert abs(float(l16) - float(l32)) < 0.02 * float(l32)
+    l16.backward()
+    l32.backward()
+    assert all(p.dtype == torch.float32 for p in half.parameters())
+    for (name, p), q in zip(half.named_parameters(), ref.parameters()):
+        assert (p.grad is None) == (q.grad is None), name
+        if p.grad is not None:
+            assert p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all(), name
+    # off (the default): float32 throughout
+    seen.clear()
+    half.cpu_bf16 = False
+    half(**batch)
+    assert seen == [torch.float32]

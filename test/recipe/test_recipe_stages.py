@@ -199,7 +199,8 @@ TINY_ENC_PRETRAIN = "egs2/TEMPLATE/ualm1/conf/audio_encoder_pretrain_tiny.yaml"
 
 def _lm_opts(repo_root):
     return ("--lm_config", str(repo_root / TINY_LM), "--lm_train_opts", "--max_epoch 3",
-            "--lm_encoder_pretrain_config", str(repo_root / TINY_ENC_PRETRAIN), "--vae_config", "conf/vae/tiny.yaml")
+            "--lm_encoder_pretrain_config", str(repo_root / TINY_ENC_PRETRAIN), "--lm_text_pretrain_epochs", "1",
+            "--vae_config", "conf/vae/tiny.yaml")
 
 
 def _kill_training(rec: Path, proc: subprocess.Popen):
@@ -289,11 +290,25 @@ def test_stage_5_leaves_a_model_dir_and_rerun_is_a_no_op(recipe_stage5, repo_roo
     # 5a: the audio encoder was pre-trained on the question labels and the LM started from it
     enc = rec / "exp" / "audio_encoder_train_ualm_tiny"
     assert (enc / "encoder" / "model.pth").is_file() and "| is_there_speech |" in (enc / "RESULTS.md").read_text()
-    assert cfg["init_param"] == ["exp/audio_encoder_train_ualm_tiny/encoder/model.pth::audio_encoder"]
-    assert "Loading pretrained params from exp/audio_encoder_train_ualm_tiny" in (exp / "train.log").read_text()
+    # 5b: the decoder pre-trained on text_only alone (the LM config, one epoch), scored on the valid problems;
+    # the LM started from its weights except the audio encoder and adapter (those come from 5a)
+    txt = rec / "exp" / "text_pretrain_train_ualm_tiny"
+    tcfg = yaml.safe_load((txt / "config.yaml").read_text())
+    assert [t for _, t, _ in tcfg["train_data_path_and_name_and_type"]] == ["text_only"]
+    assert tcfg["task_factors"] == {"text_only": 1.0} and tcfg["max_epoch"] == 1
+    assert tcfg["decoder_conf"] == cfg["decoder_conf"] and (txt / ".done").is_file()
+    assert "The training was finished at 1 epochs" in (txt / "train.log").read_text()
+    scores = (txt / "decode_valid" / "scores_understanding.md").read_text()
+    assert "exact" in scores.lower() and (txt / "decode_valid" / "text").is_file()
+    assert cfg["init_param"] == ["exp/audio_encoder_train_ualm_tiny/encoder/model.pth::audio_encoder",
+                                 "exp/text_pretrain_train_ualm_tiny/valid.loss.best.pth:::audio_encoder,adapter"]
+    train_log = (exp / "train.log").read_text()
+    assert "Loading pretrained params from exp/audio_encoder_train_ualm_tiny" in train_log
+    assert "Loading pretrained params from exp/text_pretrain_train_ualm_tiny/valid.loss.best.pth" in train_log
     stamp = (exp / "checkpoint.pth").stat().st_mtime_ns
     r = run(rec, env, "--stage", "5", "--stop_stage", "5", *_lm_opts(repo_root))
     assert "Stage 5a: audio encoder pre-training: exp/audio_encoder_train_ualm_tiny already done" in r.stdout
+    assert "Stage 5b: decoder text pre-training: exp/text_pretrain_train_ualm_tiny already done" in r.stdout
     assert f"Stage 5: LM training: {LM_EXP} already done" in r.stdout
     assert (exp / "checkpoint.pth").stat().st_mtime_ns == stamp
 
@@ -306,6 +321,8 @@ def test_stage_5_trains_a_finished_model_longer_once_its_done_file_is_removed(re
     exp, enc = rec / "exp" / f"ualm_{tag}", rec / "exp" / f"audio_encoder_{tag}"
     shutil.copytree(rec / LM_EXP, exp, symlinks=True)  # a copy: the later stages use the original
     shutil.copytree(rec / "exp" / "audio_encoder_train_ualm_tiny", enc, symlinks=True)
+    txt = rec / "exp" / f"text_pretrain_{tag}"
+    shutil.copytree(rec / "exp" / "text_pretrain_train_ualm_tiny", txt, symlinks=True)
     opts = [("--max_epoch 4" if o == "--max_epoch 3" else o) for o in _lm_opts(repo_root)]
     try:
         r = run(rec, env, "--stage", "5", "--stop_stage", "5", *opts, "--lm_tag", tag, check=False)
@@ -331,6 +348,7 @@ def test_stage_5_trains_a_finished_model_longer_once_its_done_file_is_removed(re
     finally:
         shutil.rmtree(exp, ignore_errors=True)
         shutil.rmtree(enc, ignore_errors=True)
+        shutil.rmtree(txt, ignore_errors=True)
 
 
 def test_stage_5_multi_gpu_and_multi_node_commands(recipe_stage5, repo_root):

@@ -40,6 +40,7 @@ PathLike = Union[str, os.PathLike]
 
 TRAIN_DEFAULTS: Dict[str, Any] = dict(
     max_epochs=30, batch_size=16, lr=1.0e-3, weight_decay=0.01, warmup_epochs=1, grad_clip=1.0, patience=8, seed=0,
+    cpu_bf16=False,  # forward under torch.autocast("cpu", bfloat16): products in bf16, weights and loss float32
 )
 
 
@@ -177,9 +178,19 @@ def collate_wavs(clips: Sequence[LabelledClip]) -> Tuple[torch.Tensor, torch.Ten
     return wav, torch.tensor([len(c.wav) for c in clips])
 
 
-def batch_loss(model: EncoderQAClassifier, clips: Sequence[LabelledClip]) -> Tuple[torch.Tensor, int]:
+def forward_logits(model: EncoderQAClassifier, clips: Sequence[LabelledClip],
+                   cpu_bf16: bool = False) -> List[torch.Tensor]:
+    """Per question type ``logits [B, answers]`` (float32), the forward under bf16 autocast when ``cpu_bf16``."""
+    wav, lengths = collate_wavs(clips)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_bf16 and wav.device.type == "cpu"):
+        logits = model(wav, lengths)
+    return [x.float() for x in logits]
+
+
+def batch_loss(model: EncoderQAClassifier, clips: Sequence[LabelledClip],
+               cpu_bf16: bool = False) -> Tuple[torch.Tensor, int]:
     """Mean CE over every label of the batch -> ``(loss, number of labels)``."""
-    logits = model(*collate_wavs(clips))
+    logits = forward_logits(model, clips, cpu_bf16)
     total, n = 0.0, 0
     for b, c in enumerate(clips):
         for q, a in c.labels:
@@ -199,7 +210,7 @@ def length_batches(clips: Sequence[LabelledClip], batch_size: int, rng: Optional
 
 @torch.no_grad()
 def evaluate(model: EncoderQAClassifier, clips: Sequence[LabelledClip], space: QALabelSpace,
-             batch_size: int = 16) -> Dict[str, Any]:
+             batch_size: int = 16, cpu_bf16: bool = False) -> Dict[str, Any]:
     """Per question type: accuracy, count, majority-answer share of this set; overall accuracy."""
     model.eval()
     correct = np.zeros(len(space.qtypes))
@@ -207,7 +218,7 @@ def evaluate(model: EncoderQAClassifier, clips: Sequence[LabelledClip], space: Q
     answers: List[Dict[int, int]] = [dict() for _ in space.qtypes]
     for idx in length_batches(clips, batch_size, None):
         batch = [clips[i] for i in idx]
-        logits = model(*collate_wavs(batch))
+        logits = forward_logits(model, batch, cpu_bf16)
         for b, c in enumerate(batch):
             for q, a in c.labels:
                 correct[q] += int(int(logits[q][b].argmax()) == a)
@@ -250,7 +261,7 @@ def pretrain(model: EncoderQAClassifier, train: Sequence[LabelledClip], valid: S
         t0, loss_sum, n_sum = time.time(), 0.0, 0
         batches = length_batches(train, conf["batch_size"], rng)
         for b, idx in enumerate(batches, 1):
-            loss, n = batch_loss(model, [train[i] for i in idx])
+            loss, n = batch_loss(model, [train[i] for i in idx], conf["cpu_bf16"])
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), conf["grad_clip"])
@@ -260,7 +271,7 @@ def pretrain(model: EncoderQAClassifier, train: Sequence[LabelledClip], valid: S
             n_sum += n
             if b % 25 == 0:
                 logger.info("epoch %d: batch %d/%d, train loss %.3f", epoch, b, len(batches), loss_sum / max(n_sum, 1))
-        res = evaluate(model, valid, space, conf["batch_size"])
+        res = evaluate(model, valid, space, conf["batch_size"], conf["cpu_bf16"])
         rec = dict(epoch=epoch, train_loss=loss_sum / max(n_sum, 1), valid_accuracy=res["accuracy"],
                    seconds=round(time.time() - t0, 1))
         state["history"].append(rec)

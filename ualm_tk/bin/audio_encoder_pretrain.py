@@ -10,7 +10,8 @@ The encoder is the one ``--lm_config`` names (``audio_encoder``, ``audio_encoder
 ``freeze`` is ignored here), so the LM can start from it with
 ``--init_param <output_dir>/encoder/model.pth::audio_encoder``. ``--config`` (YAML) may set
 ``max_epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``warmup_epochs``, ``grad_clip``,
-``patience``, ``seed``, ``num_heads``, ``dropout``; other keys are an error.
+``patience``, ``seed``, ``cpu_bf16`` (the forward under bfloat16 autocast on CPU), ``num_heads``,
+``dropout``; other keys are an error.
 
 Writes ``<output_dir>/encoder/`` (component dir of the best valid epoch), ``results.json``,
 ``RESULTS.md`` (accuracy per question type with the majority-answer share beside it, per set;
@@ -101,7 +102,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     model.load_state_dict(torch.load(out / "best.pth", map_location="cpu"))
     results = {"valid": state["best"]}
     if test is not None:
-        results["test"] = evaluate(model, test, space, train_conf["batch_size"])
+        results["test"] = evaluate(model, test, space, train_conf["batch_size"], train_conf["cpu_bf16"])
         logging.info("test accuracy %.3f over %d questions", results["test"]["accuracy"], results["test"]["count"])
     save_audio_encoder(encoder, out / "encoder", meta=dict(
         pretrained_on=str(args.train_dir), task="categorical question labels", best_epoch=state["best_epoch"],

@@ -13,6 +13,10 @@
   audio stream positions weighted 1/K by default); position s predicts the tokens at s+1.
 * Alignment phase (:meth:`UALMModel.set_alignment_phase`): only the adapter and the audio-token
   embedding rows train.
+* ``cpu_bf16``: on CPU, ``forward`` (training and validation loss) runs under
+  ``torch.autocast("cpu", bfloat16)``: matrix products in bfloat16, weights, gradients, optimizer
+  state and the loss in float32 (mixed precision; CPUs with AVX512-BF16 or AMX run these products
+  2-3x faster than float32). Inference (:mod:`ualm_tk.models.generation`) stays float32.
 * Hugging Face backbone: its text embedding and head rows are copied into the text block.
 """
 
@@ -55,8 +59,10 @@ class UALMModel(AbsLMModel):
         init_std: float = 0.02,
         copy_text_weights: bool = True,
         alignment_phase: bool = False,
+        cpu_bf16: bool = False,
     ):
         super().__init__()
+        self.cpu_bf16 = cpu_bf16
         self.layout = layout
         self.pattern = pattern
         self.decoder = decoder
@@ -205,11 +211,12 @@ class UALMModel(AbsLMModel):
         attn = None
         if lengths is not None:
             attn = torch.arange(S, device=tokens.device)[None, :] < lengths.to(tokens.device)[:, None]  # [B,S]
-        x = self.input_embeds(tokens, audio, audio_lengths, audio_rows)
-        hidden, _ = self.decoder(x[:, :-1], attention_mask=None if attn is None else attn[:, :-1])
         target = tokens[:, 1:]  # [B,S-1,K]
-        mask = loss_mask[:, 1:].to(hidden.dtype)  # [B,S-1,K]
-        ce, correct = self._stream_ce(hidden, target, mask)  # [B,S-1,K] each
+        mask = loss_mask[:, 1:].float()  # [B,S-1,K]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cpu_bf16 and tokens.device.type == "cpu"):
+            x = self.input_embeds(tokens, audio, audio_lengths, audio_rows)
+            hidden, _ = self.decoder(x[:, :-1], attention_mask=None if attn is None else attn[:, :-1])
+            ce, correct = self._stream_ce(hidden, target, mask)  # [B,S-1,K] each (ce float32)
         wsum = mask.sum()
         if float(wsum) <= 0:
             raise ModelInputError("the batch has no position with loss (all loss_mask entries are zero)")

@@ -8,6 +8,8 @@
 #  stage 3  codec (and enhancement VAE) training     -> exp/codec_<tag>/, exp/vae_<tag>/
 #  stage 4  tokenisation                             -> dump/codes/<set>/, data/token_list/, dump/<task>/<set>/
 #  stage 5  LM training                              -> exp/ualm_<tag>/
+#           (5a audio encoder pre-training           -> exp/audio_encoder_<tag>/,
+#            5b decoder text pre-training            -> exp/text_pretrain_<tag>/)
 #  stage 6  DPO                                      -> exp/ualm_dpo_<tag>/
 #  stage 7  inference                                -> <exp>/decode_<tag>/<set>/
 #  stage 8  scoring                                  -> scores.json + RESULTS.md
@@ -92,6 +94,10 @@ lm_tag=
 # stage 5a: config of the audio encoder's pre-training on the train set's categorical question labels
 # (python -m ualm_tk.bin.audio_encoder_pretrain); the LM then starts from it. Empty: the encoder starts random
 lm_encoder_pretrain_config=
+# stage 5b: epochs (of --lm_config's num_iters_per_epoch steps) of decoder pre-training on text_only alone, with
+# --lm_config's model, batch and optimiser; the LM then starts from its decoder, embeddings and head (not its
+# audio encoder or adapter). 0: no text pre-training, the decoder starts random
+lm_text_pretrain_epochs=0
 # stage 5: task templates the LM trains on (each needs dump/<task>/<train set>/data.json from stage 4)
 lm_train_tasks="caption_to_audio audio_to_caption audio_qa_dialog text_only"
 # stage 5: validation set of the LM (default: --valid_set)
@@ -228,6 +234,8 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
   [ -f "${lm_config}" ] || die "--lm_config ${lm_config}: no such file"
   [ -z "${lm_encoder_pretrain_config}" ] || [ -f "${lm_encoder_pretrain_config}" ] \
     || die "--lm_encoder_pretrain_config ${lm_encoder_pretrain_config}: no such file"
+  [[ "${lm_text_pretrain_epochs}" =~ ^[0-9]+$ ]] \
+    || die "--lm_text_pretrain_epochs must be a whole number of epochs (0: none), got '${lm_text_pretrain_epochs}'"
   if [ "${num_nodes}" -gt 1 ] && [ "${cmd_backend}" != slurm ]; then
     die "--num_nodes ${num_nodes} needs the slurm backend (UALM_CMD_BACKEND=slurm or cmd_backend=slurm in cmd.sh): the local backend runs on one machine"
   fi
@@ -351,6 +359,33 @@ run_jobs() {
   if ! ${jobcmd} "$@"; then
     show_failed_logs "${logdir}"
     die "a job failed; logs are in ${logdir}"
+  fi
+}
+
+# decode_shards <model dir> <data.json> <out dir> <nj> [lm_decode options...]: python -m ualm_tk.bin.lm_decode as
+# a JOB=1:<nj> array on ${device} (options are joined by the job backend, so one word may hold several), then
+# the shards merged into <out dir> (text, thinking, codes.scp, wav.scp, ...)
+decode_shards() {
+  local model=$1 json=$2 dir=$3 nj=$4
+  shift 4
+  run_jobs "${decode_job[*]}" "${dir}/log" JOB=1:"${nj}" "${dir}/log/decode.JOB.log" \
+    python -m ualm_tk.bin.lm_decode --model_dir "${model}" --data_json "${json}" \
+      --output_dir "${dir}/output.JOB" --nj "${nj}" --job JOB --device "${device}" "$@"
+  python -m ualm_tk.bin.lm_decode_merge --output_dir "${dir}" --nj "${nj}" \
+    || die "merging the shards of ${dir} failed (see above)"
+}
+
+# set_single_job: one_job (the job backend's command words) and one_ngpu (--ngpu of the trainer) for a training
+# that runs as one process: on one GPU with --ngpu >= 1, else on --lm_num_threads CPUs (0: every CPU it may use)
+set_single_job() {
+  if [ "${ngpu}" -ge 1 ]; then
+    one_job=("${cuda_cmd}" --gpu 1)
+    one_ngpu=1
+  else
+    local n=${lm_num_threads}
+    [ "${n}" -gt 0 ] || n=$(python -c 'import os; print(len(os.sched_getaffinity(0)))')
+    one_job=("${train_cmd}" --num_threads "${n}")
+    one_ngpu=0
   fi
 }
 
@@ -673,7 +708,7 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     done
   done
   # 5a: the audio encoder pre-trained on the categorical question labels of the train set
-  init_opts=()
+  init_params=()  # ESPnet's --init_param takes every value after ONE flag (nargs=*): a second flag would replace the first
   enc_sum=
   if [ -n "${lm_encoder_pretrain_config}" ]; then
     enc_exp="${expdir}/audio_encoder_${lm_tag}"
@@ -702,14 +737,67 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
       echo "${enc_sig}" > "${enc_exp}/.done"
       log "Stage 5a: done; accuracy per question type: ${enc_exp}/RESULTS.md"
     fi
-    init_opts=(--init_param "${enc_exp}/encoder/model.pth::audio_encoder")
-    enc_sum=$(cksum < "${enc_exp}/encoder/model.pth" 2>/dev/null | cut -d' ' -f1 || true)
+    init_params+=("${enc_exp}/encoder/model.pth::audio_encoder")
+    enc_sum=$(cksum 2>/dev/null < "${enc_exp}/encoder/model.pth" | cut -d' ' -f1 || true)
   fi
-  sig="config=$(cksum < "${lm_config}" | cut -d' ' -f1) encoder=${enc_sum} tasks=${lm_train_tasks} train=${train_set} valid=${lm_valid_set} data=$(cat "${data_jsons[@]}" | cksum | cut -d' ' -f1) token_list=$(cksum < "${token_dir}/token_list" | cut -d' ' -f1) opts=${lm_train_opts}"
+  # 5b: the decoder pre-trained on text_only alone (the worked solutions are learnt about twice as fast per
+  # text step alone as inside the blend); its config is the LM config with text_only as the only task
+  txt_sum=
+  if [ "${lm_text_pretrain_epochs}" -gt 0 ]; then
+    txt_exp="${expdir}/text_pretrain_${lm_tag}"
+    txt_data=()
+    for pair in "train:${train_set}" "valid:${lm_valid_set}"; do
+      json="${dumpdir}/text_only/${pair#*:}/data.json"
+      [ -f "${json}" ] || die "Stage 5b: ${json} is missing; run stage 4 with --tasks including text_only" \
+        "(needed by --lm_text_pretrain_epochs ${lm_text_pretrain_epochs})"
+      txt_data+=("--${pair%%:*}_data_path_and_name_and_type" "${json},text_only,data_json")
+    done
+    txt_conf=$(python -c 'import sys, yaml
+d = yaml.safe_load(open(sys.argv[1])) or {}
+d["task_factors"] = {"text_only": 1.0}
+d["max_epoch"] = int(sys.argv[2])
+d.pop("init_param", None)
+print(yaml.safe_dump(d, sort_keys=False), end="")' "${lm_config}" "${lm_text_pretrain_epochs}")
+    txt_sig="config=$(echo "${txt_conf}" | cksum | cut -d' ' -f1) data=$(cat "${dumpdir}/text_only/${train_set}/data.json" "${dumpdir}/text_only/${lm_valid_set}/data.json" | cksum | cut -d' ' -f1) token_list=$(cksum < "${token_dir}/token_list" | cut -d' ' -f1)"
+    if [ "${lm_dry_run}" = true ]; then
+      log "Stage 5b: dry run: the decoder would be pre-trained on text_only for ${lm_text_pretrain_epochs} epochs into ${txt_exp}"
+    elif stage_is_done "${txt_exp}/.done" "${txt_sig}"; then
+      log "Stage 5b: decoder text pre-training: ${txt_exp} already done; --force true redoes it"
+    else
+      start_training_dir 5b "${txt_exp}"
+      echo "${txt_conf}" > "${txt_exp}/text_pretrain.yaml"
+      log "Stage 5b: decoder pre-training on text_only alone (${lm_text_pretrain_epochs} epochs):" \
+          "${dumpdir}/text_only/${train_set} -> ${txt_exp} (config ${txt_exp}/text_pretrain.yaml); progress: tail -f ${txt_exp}/train.log"
+      [ ! -f "${txt_exp}/checkpoint.pth" ] || log "Stage 5b: resuming the interrupted training from ${txt_exp}/checkpoint.pth"
+      set_single_job
+      watch_train_log "${txt_exp}/train.log"
+      run_jobs "${one_job[*]}" "${txt_exp}" "${txt_exp}/train.log" \
+        python -m ualm_tk.tasks.ualm --config "${txt_exp}/text_pretrain.yaml" --token_dir "${token_dir}" \
+          --output_dir "${txt_exp}" --resume true "${txt_data[@]}" --ngpu "${one_ngpu}"
+      sleep 1
+      kill "${watcher}" 2>/dev/null || true
+      grep -q "The training was finished at" "${txt_exp}/train.log" \
+        || die "Stage 5b: the text pre-training ended before its ${lm_text_pretrain_epochs} epochs (see ${txt_exp}/train.log)"
+      [ -f "${txt_exp}/valid.loss.best.pth" ] || die "Stage 5b: ${txt_exp}/valid.loss.best.pth is missing after the training"
+      # its exact match on the valid problems (greedy, thinking then answer), as stage 7 decodes
+      txt_dec="${txt_exp}/decode_${lm_valid_set}"
+      rm -rf "${txt_dec}"
+      decode_shards "${txt_exp}" "${dumpdir}/text_only/${lm_valid_set}/data.json" "${txt_dec}" "${inference_nj}" \
+        "${inference_opts}"
+      python -m ualm_tk.bin.score_understanding --data_json "${dumpdir}/text_only/${lm_valid_set}/data.json" \
+        --hyp "${txt_dec}/text" --output_dir "${txt_dec}" || die "Stage 5b: scoring ${txt_dec}/text failed (see above)"
+      echo "${txt_sig}" > "${txt_exp}/.done"
+      log "Stage 5b: done; text_only exact match on ${lm_valid_set}: ${txt_dec}/scores_understanding.md"
+    fi
+    # decoder, embeddings, head and stream embeddings; the audio encoder and adapter come from 5a (or start fresh)
+    init_params+=("${txt_exp}/valid.loss.best.pth:::audio_encoder,adapter")
+    txt_sum=$(cksum 2>/dev/null < "${txt_exp}/valid.loss.best.pth" | cut -d' ' -f1 || true)
+  fi
+  sig="config=$(cksum < "${lm_config}" | cut -d' ' -f1) encoder=${enc_sum}${txt_sum:+ text=${txt_sum}} tasks=${lm_train_tasks} train=${train_set} valid=${lm_valid_set} data=$(cat "${data_jsons[@]}" | cksum | cut -d' ' -f1) token_list=$(cksum < "${token_dir}/token_list" | cut -d' ' -f1) opts=${lm_train_opts}"
   # the training command (its words are joined by the job backend and run by bash -c, so
   # --lm_train_opts keeps the user's own quoting, as in Kaldi)
   train_words=(python -m ualm_tk.tasks.ualm --config "${lm_config}" --token_dir "${token_dir}"
-    --output_dir "${lm_exp}" --resume true "${data_args[@]}" ${init_opts[@]+"${init_opts[@]}"} --ngpu "${ngpu}")
+    --output_dir "${lm_exp}" --resume true "${data_args[@]}" ${init_params[@]+--init_param "${init_params[@]}"} --ngpu "${ngpu}")
   if [ "${num_nodes}" -gt 1 ]; then
     # one srun task per node; each spawns --ngpu processes (ESPnet's multiprocessing_distributed),
     # ranks from SLURM_PROCID/SLURM_NODEID, rendezvous through a file on the shared filesystem
@@ -790,15 +878,9 @@ print(clap, tagger, thr)' ${eval_scorers}) || die "Stage 6: cannot read the eval
     || die "Stage 6: none of the evaluators (${eval_scorers}) gives a reward: it needs a text-audio model (embed_text) or a frame tagger"
   scorers_sum=$(for d in ${eval_scorers}; do cat "${d}/model.pth" 2>/dev/null; done | cksum | cut -d' ' -f1)
   codec_sum=$(component_sum "${codec_dir}")
-  if [ "${ngpu}" -ge 1 ]; then  # DPO trains on one device (one GPU with --ngpu >= 1)
-    dpo_job=("${cuda_cmd}" --gpu 1)
-    dpo_ngpu=1
-  else
-    cpu_threads=${lm_num_threads}
-    [ "${cpu_threads}" -gt 0 ] || cpu_threads=$(python -c 'import os; print(len(os.sched_getaffinity(0)))')
-    dpo_job=("${train_cmd}" --num_threads "${cpu_threads}")
-    dpo_ngpu=0
-  fi
+  set_single_job  # DPO trains on one device (one GPU with --ngpu >= 1)
+  dpo_job=("${one_job[@]}")
+  dpo_ngpu=${one_ngpu}
 
   # dpo_candidates <model dir> <set> <number of prompts> <out dir>: --dpo_num_samples candidates per prompt
   # of dump/caption_to_audio/<set> (its first N keys), as a JOB array; the shards go to <out dir>/cands.JOB
@@ -961,13 +1043,9 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
         _nj=$(( inference_nj < n_ex ? inference_nj : n_ex ))
         log "Stage 7: ${stage_names[7]}: ${json} -> ${dir} (model ${inference_model}, ${_nj} jobs on ${device})"
         # shellcheck disable=SC2086
-        run_jobs "${decode_job[*]}" "${dir}/log" JOB=1:"${_nj}" "${dir}/log/decode.JOB.log" \
-          python -m ualm_tk.bin.lm_decode --model_dir "${inference_model}" --data_json "${json}" \
-            --output_dir "${dir}/output.JOB" --nj "${_nj}" --job JOB --codec_dir "${codec_dir}" "${vae_opt[@]}" \
-            --guidance_scale "${guidance_scale}" --top_k "${top_k}" --temperature "${temperature}" \
-            --seed "${inference_seed}" --device "${device}" "${inference_opts}"
-        python -m ualm_tk.bin.lm_decode_merge --output_dir "${dir}" --nj "${_nj}" \
-          || die "Stage 7: merging the shards of ${dir} failed (see above)"
+        decode_shards "${inference_model}" "${json}" "${dir}" "${_nj}" --codec_dir "${codec_dir}" "${vae_opt[@]}" \
+          --guidance_scale "${guidance_scale}" --top_k "${top_k}" --temperature "${temperature}" \
+          --seed "${inference_seed}" "${inference_opts}"
         if [ "${t}" = caption_to_audio ]; then
           log "Stage 7: held-out audio-token loss: ${json} -> ${dir}/heldout_loss.md"
           run_jobs "${decode_job[*]}" "${dir}/log" "${dir}/log/heldout_loss.log" \
