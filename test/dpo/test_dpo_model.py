@@ -65,6 +65,11 @@ def test_loss_starts_at_log2_plus_ce_and_only_the_policy_learns(dpo_corpus, pair
     loss.backward()
     assert model.policy.head.weight.grad is not None
     assert all(p.grad is None for p in model.reference.parameters())
+    # ESPnet's trainer divides the returned loss in place by accum_grad: the reported loss is a copy
+    reported = stats["loss"].item()
+    with torch.no_grad():
+        loss /= 2
+    assert stats["loss"].item() == reported
     with pytest.raises(ModelInputError, match="B chosen rows then B rejected rows"):
         model(tokens=pair_batch["tokens"][:3], loss_mask=pair_batch["loss_mask"][:3], lengths=pair_batch["lengths"][:3])
 

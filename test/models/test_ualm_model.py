@@ -258,3 +258,14 @@ def test_cpu_bf16_runs_the_products_in_bfloat16_and_keeps_the_loss_close(lm_corp
     half.cpu_bf16 = False
     half(**batch)
     assert seen == [torch.float32]
+
+
+def test_reported_loss_survives_the_trainers_in_place_accum_grad_division(lm_corpus):
+    """ESPnet's trainer does ``loss /= accum_grad`` on the returned loss tensor before it registers the stats:
+    the stats' loss must be a copy, or the training log shows the loss divided by accum_grad."""
+    ds = dataset(lm_corpus, ["caption_to_audio", "text_only"], train=False)
+    _, batch = collate([ds[(i, 0)] for i in range(2)])
+    loss, stats, _ = make_model(lm_corpus["layout"]).eval()(**batch)
+    before = float(stats["loss"])
+    loss /= 4
+    assert float(stats["loss"]) == before and float(loss) == pytest.approx(before / 4)

@@ -102,7 +102,8 @@ class UALMDPOModel(AbsLMModel):
         ce_chosen = pol.ce_sum[:B].sum() / pol.weight[:B].sum()
         loss = self.dpo_weight * out.loss + self.ce_weight * ce_chosen
         on = pol.mask[:B] > 0  # [B,S-1,K]
-        stats: Dict[str, Optional[torch.Tensor]] = dict(loss=loss.detach(), **out.stats())
+        # a copy: ESPnet's trainer divides the returned loss in place by accum_grad (stats must not follow)
+        stats: Dict[str, Optional[torch.Tensor]] = dict(loss=loss.detach().clone(), **out.stats())
         stats["ce_chosen"] = ce_chosen.detach()
         stats["ce_rejected"] = (pol.ce_sum[B:].sum() / pol.weight[B:].sum()).detach()
         stats["logp_margin"] = (pol.logp[:B] - pol.logp[B:]).detach().mean()  # policy's chosen − rejected

@@ -225,7 +225,8 @@ class UALMModel(AbsLMModel):
         # the same stat keys in every batch, NaN where a stat has no position (ESPnet's Reporter skips
         # non-finite values); under DDP every rank must all-reduce the same keys in the same order
         nan = loss.new_tensor(float("nan")).detach()
-        stats: Dict[str, torch.Tensor] = dict(loss=loss.detach())
+        # a copy: ESPnet's trainer divides the returned loss in place by accum_grad (stats must not follow)
+        stats: Dict[str, torch.Tensor] = dict(loss=loss.detach().clone())
         n0 = on[..., 0].sum()
         stats["acc_stream0"] = (correct[..., 0] & on[..., 0]).sum() / n0 if int(n0) else nan
         if K > 1:

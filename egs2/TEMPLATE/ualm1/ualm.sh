@@ -784,8 +784,11 @@ print(yaml.safe_dump(d, sort_keys=False), end="")' "${lm_config}" "${lm_text_pre
       rm -rf "${txt_dec}"
       decode_shards "${txt_exp}" "${dumpdir}/text_only/${lm_valid_set}/data.json" "${txt_dec}" "${inference_nj}" \
         "${inference_opts}"
+      qtypes_opt=()
+      [ -f "${datadir}/qtypes.json" ] && qtypes_opt=(--qtypes "${datadir}/qtypes.json")
       python -m ualm_tk.bin.score_understanding --data_json "${dumpdir}/text_only/${lm_valid_set}/data.json" \
-        --hyp "${txt_dec}/text" --output_dir "${txt_dec}" || die "Stage 5b: scoring ${txt_dec}/text failed (see above)"
+        --hyp "${txt_dec}/text" "${qtypes_opt[@]}" --output_dir "${txt_dec}" \
+        || die "Stage 5b: scoring ${txt_dec}/text failed (see above)"
       echo "${txt_sig}" > "${txt_exp}/.done"
       log "Stage 5b: done; text_only exact match on ${lm_valid_set}: ${txt_dec}/scores_understanding.md"
     fi
