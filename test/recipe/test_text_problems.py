@@ -68,7 +68,30 @@ def test_two_step_and_word_count():
     sol, ans = tp.solve("two:35:27:59")
     assert ans == "3" and "result 62 ; 62 - 59 :" in sol
     sol, ans = tp.solve("cnt:dog:cat,dog,bird,dog,fish")
-    assert (sol, ans) == ("dog : cat 0 , dog 1 , bird 1 , dog 2 , fish 2 , so 2", "2")
+    assert (sol, ans) == ("dog : 1 cat no 0 , 2 dog yes 1 , 3 bird no 1 , 4 dog yes 2 , 5 fish no 2 , so 2", "2")
+
+
+def test_word_count_lists_are_numbered_as_the_solution_reads_them():
+    p = next(p for p in tp.make_problems(0, "test", 50) if p["qtype"] == "word_count")
+    items = p["ident"].split(":")[2].split(",")
+    numbered = ", ".join(f"{i} {w}" for i, w in enumerate(items, 1))
+    assert p["question"].endswith(f"numbered list: {numbered}?"), p
+    for i, w in enumerate(items, 1):
+        assert f" {i} {w} {'yes' if w == p['ident'].split(':')[1] else 'no'} " in p["solution"], p
+
+
+def test_training_kinds_keep_equal_shares_and_held_out_problems_stay_distinct():
+    from collections import Counter
+    train = tp.make_problems(0, "train", 5000)
+    shares = Counter(p["qtype"] for p in train)
+    assert set(shares.values()) == {1000}, shares  # multiplication (448 training tuples) repeats its tuples
+    mul = [p for p in train if p["qtype"] == "multiplication"]
+    assert len({p["ident"] for p in mul}) < len(mul)
+    assert all(tp.split_of(0, p["ident"]) == "train" for p in train)
+    for split in ("valid", "test"):
+        held = tp.make_problems(0, split, 200)
+        assert len({p["ident"] for p in held}) == 200, split  # no repeats where they would be scored twice
+    assert len({p["key"] for p in train}) == len(train)
 
 
 def test_unknown_problem_identity_is_an_error():
