@@ -15,6 +15,7 @@ setup(
     version="0.1.0",
     description="Unified Audio Language Model toolkit: understanding, generation and reasoning",
     packages=find_packages(include=["ualm_tk", "ualm_tk.*"]),
+    package_data={"ualm_tk.lm": ["csrc/*.cpp"]},  # compiled on first use (ualm_tk/lm/gemv_kernel.py)
     python_requires=">=3.10",
     install_requires=requirements,
 )

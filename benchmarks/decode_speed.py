@@ -6,13 +6,17 @@ single-stream embedding + head of ``--vocab`` ids (fp32, ``--threads`` intra-op 
 
 * ours   : :func:`ualm_tk.inference.generate` (prefill once, static KV cache, top-k 20 / T 0.8),
            at batch 1 and with CFG (λ = 3: conditional + unconditional row in one batch of 2);
+* torch  : the same loop with the few-row GEMV kernel switched off (``FewRowLinear`` multiplies
+           through torch's ``F.linear`` / ``W @ x^T``, MKL), i.e. what the kernel buys;
 * naive  : the same model and sampling, recomputing the whole prefix every step (no cache);
 * HF     : ``Qwen2ForCausalLM.generate`` (random weights, same width/depth/heads/MLP/vocab,
            sampling top-k 20 / T 0.8) at batch 1 and 2.
 
-Prints steps/s, the memory-bandwidth bound (fp32 bytes of the weights read per step — decoder +
-head; the embedding lookup reads one row — divided by ``--bandwidth_gbs``), and the ratios, then
-a torch.profiler summary of where one decode step's time goes.
+Prints steps/s, two memory-bandwidth bounds on the fp32 bytes of the weights read per step (decoder +
+head; the embedding lookup reads one row): ``read`` — the rate at which torch's own ``sum`` streams
+those same weight matrices, one after another as a step reads them, measured in this run (the bound
+this machine actually allows) — and ``nominal`` — ``--bandwidth_gbs`` (ENVIRONMENT.md's ~25 GB/s),
+the ratios, then a torch.profiler summary of where one decode step's time goes.
 
     python benchmarks/decode_speed.py            # full run (a few minutes on 2 cores)
     python benchmarks/decode_speed.py --quick    # mini only, fewer steps, no profile of 200m
@@ -31,7 +35,7 @@ from typing import Callable, Dict, List
 import torch
 
 from ualm_tk.inference import DecodeConfig, SamplingConfig, generate, sample_tokens
-from ualm_tk.lm import PRESETS, FewRowLinear, TransformerDecoder
+from ualm_tk.lm import PRESETS, FewRowLinear, TransformerDecoder, gemv_kernel
 
 logger = logging.getLogger("decode_speed")
 
@@ -96,6 +100,34 @@ def profile_only(args) -> None:
         print(f"per step: decoder {br['decoder_ms']:.2f} ms, head + sampling {br['head_sample_ms']:.2f} ms "
               f"(timed separately, outside the profiler)")
         print(f"top ops by self CPU time (torch.profiler):\n{table}")
+
+
+def weights_read_per_step(lm: SingleStreamLM) -> List[torch.Tensor]:
+    """The weight matrices a batch-1 decode step streams: every decoder matrix/vector and the head."""
+    return [p for p in lm.decoder.parameters()] + [lm.head.weight]
+
+
+def measured_read_gbs(weights: List[torch.Tensor], repeats: int) -> float:
+    """GB/s at which torch's ``sum`` reads these tensors one after another (best of ``repeats``):
+    the pure-read rate of this machine for the sizes a decode step reads, measured now."""
+    n_bytes = sum(w.numel() * w.element_size() for w in weights)
+    for w in weights:
+        w.sum()
+    best = float("inf")
+    for _ in range(max(repeats, 3)):
+        t0 = time.perf_counter()
+        for w in weights:
+            w.sum()
+        best = min(best, time.perf_counter() - t0)
+    return n_bytes / best / 1e9
+
+
+def with_torch_linear(fn: Callable[[], int]) -> Callable[[], int]:
+    """``fn`` run with the few-row kernel switched off (FewRowLinear falls back to torch)."""
+    def run() -> int:
+        with gemv_kernel.switched_off():
+            return fn()
+    return run
 
 
 def interleaved_best(fns: Dict[str, Callable[[], int]], repeats: int) -> Dict[str, float]:
@@ -223,14 +255,21 @@ def main(cmd=None) -> None:
         n_dec = dec.num_parameters()
         n_read = n_dec + lm.head.weight.numel()
         n_total = n_read + lm.embed.weight.numel()
-        bound = args.bandwidth_gbs * 1e9 / (4 * n_read)  # weights actually read per step
-        bound_all = args.bandwidth_gbs * 1e9 / (4 * n_total)  # every weight, ENVIRONMENT.md's convention
-        row = dict(size=size, params_m=n_total / 1e6, read_m=n_read / 1e6, bound=bound, bound_all=bound_all)
-        logger.info("%s: %.1f M parameters (%.1f M read per step), bound %.1f steps/s", size, n_total / 1e6,
-                    n_read / 1e6, bound)
+        if gemv_kernel.few_row_gemv_kernel() is None:
+            logger.warning("the few-row kernel is unavailable: 'ours' and 'torch' are the same path here")
+        read_gbs = measured_read_gbs(weights_read_per_step(lm), args.repeats)
+        bound_read = read_gbs * 1e9 / (4 * n_read)  # what this machine's reads allow, measured now
+        bound = args.bandwidth_gbs * 1e9 / (4 * n_read)  # weights actually read per step, nominal bandwidth
+        row = dict(size=size, params_m=n_total / 1e6, read_m=n_read / 1e6, bound=bound,
+                   read_gbs=read_gbs, bound_read=bound_read)
+        logger.info("%s: %.1f M parameters (%.1f M read per step); reads stream at %.1f GB/s: bound %.1f steps/s "
+                    "(nominal %.0f GB/s: %.1f)", size, n_total / 1e6, n_read / 1e6, read_gbs, bound_read,
+                    args.bandwidth_gbs, bound)
         contenders: Dict[str, Callable[[], int]] = {
             "ours_b1": lambda: run_ours(lm, prompt, args.steps, False),
             "ours_cfg": lambda: run_ours(lm, prompt, args.steps, True),
+            "torch_b1": with_torch_linear(lambda: run_ours(lm, prompt, args.steps, False)),
+            "torch_cfg": with_torch_linear(lambda: run_ours(lm, prompt, args.steps, True)),
         }
         hf = None
         if not args.skip_hf:
@@ -239,8 +278,9 @@ def main(cmd=None) -> None:
             contenders["hf_b1"] = lambda: run_hf(hf, ids, args.steps)
             contenders["hf_b2"] = lambda: run_hf(hf, ids.repeat(2, 1), args.steps)
         row.update(interleaved_best(contenders, args.repeats))
-        logger.info("%s ours: %.1f steps/s (b1), %.1f (cfg 2 rows); HF generate: %s", size, row["ours_b1"],
-                    row["ours_cfg"], "skipped" if hf is None else f"{row['hf_b1']:.1f} (b1), {row['hf_b2']:.1f} (b2)")
+        logger.info("%s ours: %.1f steps/s (b1), %.1f (cfg 2 rows); torch path: %.1f, %.1f; HF generate: %s", size,
+                    row["ours_b1"], row["ours_cfg"], row["torch_b1"], row["torch_cfg"],
+                    "skipped" if hf is None else f"{row['hf_b1']:.1f} (b1), {row['hf_b2']:.1f} (b2)")
         del hf
         row.update(interleaved_best({
             "naive_b1": lambda: run_naive(lm, prompt, args.naive_steps, False),
@@ -256,20 +296,24 @@ def main(cmd=None) -> None:
     print(f"\nDecode steps/s, fp32, {args.threads} threads, prompt {args.prompt_len}, {args.steps} steps "
           f"(naive: {args.naive_steps} steps), top-k 20 / T 0.8; best of {args.repeats} interleaved runs; "
           f"load average at the end: {os.getloadavg()[0]:.1f}")
-    head = (f"{'size':>5} {'params':>7} {'read':>7} {'bound':>6} {'b_all':>6} | {'ours b1':>7} {'%bound':>6} "
-            f"{'%b_all':>6} {'naive':>6} {'HF b1':>6} {'ours/naive':>10} {'ours/HF':>7} | {'ours cfg2':>9} "
-            f"{'naive':>6} {'HF b2':>6} {'ours/naive':>10} {'ours/HF':>7}")
+    head = (f"{'size':>5} {'params':>7} {'read':>7} {'GB/s':>5} {'bound':>6} {'nomin':>6} | {'ours b1':>7} "
+            f"{'%bound':>6} {'%nomin':>6} {'torch':>6} {'naive':>6} {'HF b1':>6} {'/torch':>6} {'/naive':>6} "
+            f"{'/HF':>5} | {'ours cfg2':>9} {'torch':>6} {'naive':>6} {'HF b2':>6} {'/torch':>6} {'/naive':>6} "
+            f"{'/HF':>5}")
     print(head)
     print("-" * len(head))
     for r in rows:
         hf1, hf2 = r.get("hf_b1", float("nan")), r.get("hf_b2", float("nan"))
-        print(f"{r['size']:>5} {r['params_m']:>6.1f}M {r['read_m']:>6.1f}M {r['bound']:>6.1f} {r['bound_all']:>6.1f} | "
-              f"{r['ours_b1']:>7.1f} {100 * r['ours_b1'] / r['bound']:>5.0f}% {100 * r['ours_b1'] / r['bound_all']:>5.0f}% "
-              f"{r['naive_b1']:>6.1f} {hf1:>6.1f} {r['ours_b1'] / r['naive_b1']:>10.1f} {r['ours_b1'] / hf1:>7.2f} | "
-              f"{r['ours_cfg']:>9.1f} {r['naive_cfg']:>6.1f} {hf2:>6.1f} {r['ours_cfg'] / r['naive_cfg']:>10.1f} "
-              f"{r['ours_cfg'] / hf2:>7.2f}")
-    print("bound = bandwidth / fp32 bytes of the weights read per step (decoder + head); b_all counts every "
-          "weight incl. the embedding table (ENVIRONMENT.md's convention). cfg2 = one CFG row pair; HF b2 = batch 2.")
+        print(f"{r['size']:>5} {r['params_m']:>6.1f}M {r['read_m']:>6.1f}M {r['read_gbs']:>5.1f} {r['bound_read']:>6.1f} "
+              f"{r['bound']:>6.1f} | {r['ours_b1']:>7.1f} {100 * r['ours_b1'] / r['bound_read']:>5.0f}% "
+              f"{100 * r['ours_b1'] / r['bound']:>5.0f}% {r['torch_b1']:>6.1f} {r['naive_b1']:>6.1f} {hf1:>6.1f} "
+              f"{r['ours_b1'] / r['torch_b1']:>6.2f} {r['ours_b1'] / r['naive_b1']:>6.1f} {r['ours_b1'] / hf1:>5.2f} | "
+              f"{r['ours_cfg']:>9.1f} {r['torch_cfg']:>6.1f} {r['naive_cfg']:>6.1f} {hf2:>6.1f} "
+              f"{r['ours_cfg'] / r['torch_cfg']:>6.2f} {r['ours_cfg'] / r['naive_cfg']:>6.1f} {r['ours_cfg'] / hf2:>5.2f}")
+    print("read = M fp32 parameters streamed per step (decoder + head); GB/s = rate of torch's sum over those same "
+          "weights, measured now; bound = GB/s / bytes per step; nomin = the same with --bandwidth_gbs "
+          f"({args.bandwidth_gbs:g} GB/s). torch = our loop with the few-row kernel off (F.linear). cfg2 = one CFG "
+          "row pair; HF b2 = HF generate at batch 2.")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this process: {peak:.0f} MiB")
     print("\nPer decode step at batch 1 (ms): " + "; ".join(

@@ -14,8 +14,17 @@ venv="${here}/venv"
 stamp="${venv}/.ualm_tk_installed"
 want=$(cat "${here}/requirements.txt" "${root}/setup.py" | sha256sum | cut -d' ' -f1)
 
+# the few-row GEMV kernel of decoding, compiled once per machine into torch's extension cache (~30 s;
+# a no-op when the cached build matches); without a C++ compiler decoding still works, at about half the speed
+build_kernel() {
+  if "${venv}/bin/python" -m ualm_tk.bin.build_gemv_kernel; then :; else
+    log "WARNING: the few-row GEMV kernel could not be built (see above): decoding uses torch's F.linear"
+  fi
+}
+
 if [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${want}" ]; then
   log "tools/venv is up to date"
+  build_kernel
   exit 0
 fi
 command -v "${python}" >/dev/null || die "${python} not found; install Python >= 3.10"
@@ -33,4 +42,5 @@ log "installing ualm_tk (editable)"
 "${venv}/bin/python" -m pip install -q --no-deps --no-build-isolation -e "${root}"
 "${venv}/bin/python" -c 'import torch, torchaudio, espnet2, ualm_tk; print("[install_python] torch", torch.__version__, "torchaudio", torchaudio.__version__)'
 echo "${want}" > "${stamp}"
+build_kernel
 log "done"

@@ -19,6 +19,7 @@ from espnet2.train.class_choices import ClassChoices
 from ualm_tk.lm.abs_decoder import AbsDecoder, CacheOverflowError, DecoderInputError
 from ualm_tk.lm.hf_decoder import HFCacheState, HFDecoder
 from ualm_tk.lm.kv_cache import KVCache
+from ualm_tk.lm import gemv_kernel
 from ualm_tk.lm.linear import FewRowLinear
 from ualm_tk.lm.transformer import PRESETS, TransformerDecoder
 
@@ -42,6 +43,6 @@ def build_decoder(name: str, conf: Optional[Dict[str, Any]] = None) -> AbsDecode
 
 
 __all__ = [
-    "AbsDecoder", "DecoderInputError", "CacheOverflowError", "KVCache", "HFCacheState", "FewRowLinear",
+    "AbsDecoder", "DecoderInputError", "CacheOverflowError", "KVCache", "HFCacheState", "FewRowLinear", "gemv_kernel",
     "TransformerDecoder", "HFDecoder", "PRESETS", "decoder_choices", "build_decoder",
 ]
