@@ -72,9 +72,11 @@ def test_few_row_linear_decodes_through_the_kernel_and_trains_through_torch(monk
     x = torch.randn(2, 1, 40, requires_grad=True)
     few(x).sum().backward()  # autograd: never the kernel (it has no backward)
     assert calls == [1, 2, 8] and few.weight.grad is not None
+    few_bf16 = FewRowLinear(40, 24, bias=bias).to(torch.bfloat16)  # another dtype: torch's product
     with torch.no_grad():
-        few(torch.randn(1, 40, dtype=torch.float64).float().to(torch.bfloat16).float())
-    assert calls == [1, 2, 8, 1]
+        x = torch.randn(1, 40, dtype=torch.bfloat16)
+        assert torch.allclose(few_bf16(x).float(), torch.nn.functional.linear(x, few_bf16.weight, few_bf16.bias).float())
+    assert calls == [1, 2, 8]
 
 
 def test_switched_off_kernel_warns_once_and_decoding_keeps_torch(monkeypatch, caplog):

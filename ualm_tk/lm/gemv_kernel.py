@@ -1,6 +1,7 @@
 """The few-row GEMV kernel of incremental decoding (``csrc/few_row_gemv.cpp``), built on first use.
 
-``y [R, out] = x [R, in] @ w [out, in]^T`` for R <= 8 float32 rows on the CPU, the weights read once
+``y [R, out] = x [R, in] @ w [out, in]^T`` for R <= 8 float32 rows on the CPU (the operator
+``torch.ops.ualm_tk.few_row_gemv``, so profiles list it by name), the weights read once
 for all rows and the output rows split over torch's intra-op threads. On the recipe machines (2
 cores) torch's ``F.linear`` at one row (MKL sgemv) streams ~14 GB/s whatever the thread count; this
 kernel ~29 GB/s, the rate of torch's own ``sum`` over the same weights
@@ -86,9 +87,10 @@ def build(verbose: bool = False) -> Callable[[torch.Tensor, torch.Tensor], torch
         cpp_logger.setLevel(level)
 
     _ensure_ninja_on_path()
-    module = load(name=extension_name(), sources=[str(SOURCE)], extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS),
-                  verbose=verbose)
-    return module.few_row_gemv
+    if not hasattr(torch.ops.ualm_tk, "few_row_gemv"):  # (one build per process registers the operator)
+        load(name=extension_name(), sources=[str(SOURCE)], extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS),
+             is_python_module=False, verbose=verbose)
+    return torch.ops.ualm_tk.few_row_gemv
 
 
 def few_row_gemv_kernel() -> Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
