@@ -76,6 +76,7 @@ def test_word_count_lists_are_numbered_as_the_solution_reads_them():
     items = p["ident"].split(":")[2].split(",")
     numbered = ", ".join(f"{i} {w}" for i, w in enumerate(items, 1))
     assert p["question"].endswith(f"numbered list: {numbered}?"), p
+    assert f"the word {p['ident'].split(':')[1]} appear" in p["question"], p  # one BPE id in both places
     for i, w in enumerate(items, 1):
         assert f" {i} {w} {'yes' if w == p['ident'].split(':')[1] else 'no'} " in p["solution"], p
 

@@ -21,6 +21,8 @@ partial products by column addition; ``two_step`` is an addition then a subtract
 keeps a running count (``1 cat no 0 , 2 dog yes 1 , ...``). The list is numbered in the question so
 that copying item i is a lookup of the unique number i: in an unnumbered list of 8 words each word
 recurs, copying by content is ambiguous, and the session-6 model wrote the asked word for every item.
+The asked word stands without quotes: the BPE reads ``"drum"`` as ``▁" drum "`` and ``drum`` in the
+list as ``▁drum``, two different ids that the model would have to learn to match.
 
 On the training split every kind keeps its share: a kind whose fresh operand tuples run out
 (multiplication has 445 training tuples) continues with repeated tuples in new wording instead of
@@ -84,7 +86,7 @@ def _word_count(rng: random.Random) -> Tuple[str, str, str]:
     target = rng.choice(WORDS)
     seq = [rng.choice(WORDS) for _ in range(rng.randint(5, 12))]
     return ("cnt:" + target + ":" + ",".join(seq),
-            f"How many times does the word \"{target}\" appear in this numbered list: "
+            f"How many times does the word {target} appear in this numbered list: "
             f"{', '.join(f'{i} {w}' for i, w in enumerate(seq, 1))}?",
             str(seq.count(target)))
 
