@@ -8,7 +8,7 @@ kernel ~29 GB/s, the rate of torch's own ``sum`` over the same weights
 (``benchmarks/decode_speed.py`` measures both in one run).
 
 The C++ source is compiled once per machine with ``torch.utils.cpp_extension`` (``-O3
--march=native -fopenmp``; ~30 s) into torch's extension cache (``TORCH_EXTENSIONS_DIR``, default
+-march=native -fopenmp``; ~10 s) into torch's extension cache (``TORCH_EXTENSIONS_DIR``, default
 ``~/.cache/torch_extensions``). The extension's name carries a digest of the source, the flags and
 the CPU's instruction-set flags, so nodes of different CPU types sharing one home directory each get
 their own build. ``tools/install_python.sh`` builds it (``python -m ualm_tk.bin.build_gemv_kernel``).
