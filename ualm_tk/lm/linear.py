@@ -3,8 +3,9 @@
 A decode step multiplies every weight by only ``rows = batch`` vectors (1 at batch 1, 2 with CFG),
 so its time is the time to read the weights once. Without autograd, 1..8 float32 rows on the CPU go
 to the few-row GEMV kernel (:mod:`ualm_tk.lm.gemv_kernel`: weights read once for all rows, output
-rows split over the intra-op threads; 2.2x ``F.linear`` on the 200 M benchmark model at one row,
-3.3x on the mini one, 2 cores). Otherwise (autograd, another device or dtype, the kernel
+rows split over the intra-op threads; on 2 cores the products alone run 2.2x ``F.linear`` for the
+200 M benchmark model's matrices at one row and 3.3x for the mini model's, whole decode steps 2.0x and
+2.3x: ``benchmarks/decode_speed.py``). Otherwise (autograd, another device or dtype, the kernel
 unavailable): one row goes to ``F.linear`` (a GEMV); 2..8 rows are computed as ``W @ x^T``, which
 reads the weight once for all rows (``F.linear``'s GEMM at 2 rows was measured 2-3x slower than one
 row for DRAM-sized weights with MKL). Larger inputs (prefill, training) keep ``F.linear``.
