@@ -14,10 +14,10 @@ venv="${here}/venv"
 stamp="${venv}/.ualm_tk_installed"
 want=$(cat "${here}/requirements.txt" "${root}/setup.py" | sha256sum | cut -d' ' -f1)
 
-# the few-row GEMV kernel of decoding, compiled once per machine into torch's extension cache (~30 s;
+# the few-row GEMV kernel of decoding, compiled once per machine into torch's extension cache (~10 s;
 # a no-op when the cached build matches); without a C++ compiler decoding still works, at about half the speed
 build_kernel() {
-  if "${venv}/bin/python" -m ualm_tk.bin.build_gemv_kernel; then :; else
+  if ! "${venv}/bin/python" -m ualm_tk.bin.build_gemv_kernel; then
     log "WARNING: the few-row GEMV kernel could not be built (see above): decoding uses torch's F.linear"
   fi
 }

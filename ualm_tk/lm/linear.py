@@ -34,16 +34,16 @@ class FewRowLinear(torch.nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // self.in_features
-        if 1 <= rows <= FEW_ROWS and _kernel_applies(x, self.weight):
-            kernel = few_row_gemv_kernel()
-            if kernel is not None:
-                y = kernel(x.reshape(rows, self.in_features), self.weight)  # [rows, out]
-                if self.bias is not None:
-                    y += self.bias
-                return y.reshape(*x.shape[:-1], self.out_features)
-        if 1 < rows <= FEW_ROWS:
-            y = (self.weight @ x.reshape(rows, self.in_features).t()).t()  # [rows, out]
-            if self.bias is not None:
-                y = y + self.bias
-            return y.reshape(*x.shape[:-1], self.out_features)
-        return F.linear(x, self.weight, self.bias)
+        if not 1 <= rows <= FEW_ROWS:
+            return F.linear(x, self.weight, self.bias)
+        x2 = x.reshape(rows, self.in_features)
+        kernel = few_row_gemv_kernel() if _kernel_applies(x, self.weight) else None
+        if kernel is not None:
+            y = kernel(x2, self.weight)  # [rows, out]
+        elif rows == 1:
+            return F.linear(x, self.weight, self.bias)
+        else:
+            y = (self.weight @ x2.t()).t()  # [rows, out]
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features)

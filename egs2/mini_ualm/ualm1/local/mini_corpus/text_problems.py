@@ -25,7 +25,7 @@ The asked word stands without quotes: the BPE reads ``"drum"`` as ``▁" drum "`
 list as ``▁drum``, two different ids that the model would have to learn to match.
 
 On the training split every kind keeps its share: a kind whose fresh operand tuples run out
-(multiplication has 445 training tuples) continues with repeated tuples in new wording instead of
+(multiplication has 448 training tuples) continues with repeated tuples in new wording instead of
 leaving its share to the others (it was 3.5 % of 12,800 training problems, every other kind ~24 %).
 Held-out splits hold distinct problems only.
 """
