@@ -15,6 +15,9 @@ machine hit them alike:
 * ``bf16``      : the real iterator's batches with ``model_conf.cpu_bf16`` on: the forward under
   ``torch.autocast("cpu", bfloat16)``, weights and optimizer in float32 (optional, ``--modes``).
   Its loss after the timed steps is printed beside ``bucketed``'s (same batches, same initial model).
+* ``allpos``    : the real iterator's batches with every position through the output head and its
+  cross-entropy (``UALMModel._stream_ce(all_positions=True)``), the way the model scored before it
+  restricted the head to loss-bearing positions; same losses as ``bucketed`` (optional, ``--modes``).
 
 Printed per contender: step time, padded positions/s (B x S, what the compute costs), real
 positions/s (non-pad), loss-bearing positions/s (positions with any loss weight), padding share and
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import logging
 import os
 import resource
@@ -59,7 +63,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE", help="config override (dotted)")
     p.add_argument("--steps", type=int, default=8, help="timed steps per contender")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per contender first")
-    p.add_argument("--modes", default="bucketed,shuffled", help="contenders: bucketed, shuffled, batch1")
+    p.add_argument("--modes", default="bucketed,shuffled", help="contenders: bucketed, shuffled, batch1, bf16, allpos")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -145,14 +149,15 @@ def main(cmd=None) -> None:
     rng = np.random.default_rng(a.seed)
     groupings = {"bucketed": index_batches, "shuffled": regroup(index_batches, rng)}
     modes = a.modes.split(",")
-    if "bf16" in modes:
-        groupings["bf16"] = index_batches
+    for same in ("bf16", "allpos"):
+        if same in modes:
+            groupings[same] = index_batches
     if "batch1" in modes:  # one row per step over the timed examples (the warm-up uses the first rows)
         flat = [x for b in index_batches[a.warmup:] for x in b]
         groupings["batch1"] = [[x] for x in flat[: a.warmup]] + [[x] for x in flat]
     unknown = set(modes) - set(groupings)
     if unknown:
-        raise ValueError(f"--modes: unknown {sorted(unknown)} (bucketed, shuffled, batch1, bf16)")
+        raise ValueError(f"--modes: unknown {sorted(unknown)} (bucketed, shuffled, batch1, bf16, allpos)")
     torch.manual_seed(a.seed)
     model0 = UALMTask.build_model(args).train()
     nparam = sum(p.numel() for p in model0.parameters())
@@ -161,6 +166,8 @@ def main(cmd=None) -> None:
         model = copy.deepcopy(model0)
         if m == "bf16":
             model.cpu_bf16 = True
+        if m == "allpos":  # the instance attribute shadows the method for this copy only
+            model._stream_ce = functools.partial(model._stream_ce, all_positions=True)
         contenders.append(Contender(m, model, args, dataset, groupings[m]))
     del model0
     longest = max(len(c.batches) for c in contenders)
@@ -184,7 +191,7 @@ def main(cmd=None) -> None:
               f"{r['loss_ps']:>10.0f} {r['examples_ps']:>10.1f} {100 * r['pad_share']:>6.1f}% "
               f"{r['real_ps'] / base['real_ps']:>22.2f} {r['last_loss']:>13.3f}")
     print("loss (last 3): mean training loss of the last 3 steps (contenders see different batches unless "
-          "they share a grouping: bucketed and bf16 do);")
+          "they share a grouping: bucketed, bf16 and allpos do);")
     print("padded = B x S positions computed; real = non-pad positions; loss = positions with loss weight > 0 "
           "(one audio frame = one position: its K tokens share it)")
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB "

@@ -79,6 +79,40 @@ def test_loss_uses_only_the_mask(lm_corpus):
     assert "loss_caption_to_audio" in stats and float(weight) == 1.0
 
 
+def test_loss_positions_only_path_equals_scoring_every_position(lm_corpus):
+    """The head runs only at loss-bearing positions; CE, correctness, loss and gradients match the
+    every-position reference on a blended batch (audio generation, text, masked prompts, padding)."""
+    ds = dataset(lm_corpus, ["caption_to_audio", "text_only"], train=False)
+    _, batch = collate([ds[(i, 0)] for i in (0, 1, len(ds) - 1)])
+    model = make_model(lm_corpus["layout"], audio=False)
+    tokens, mask = batch["tokens"], batch["loss_mask"][:, 1:].float()
+    assert float(mask[..., 1:].sum()) > 0 and float((mask[..., 0] == 0).sum()) > 0  # both kinds of positions
+    results = []
+    for all_positions in (False, True):
+        model.zero_grad()
+        hidden, _ = model.decoder(model.embed_tokens(tokens[:, :-1]))
+        ce, correct = model._stream_ce(hidden, tokens[:, 1:], mask, all_positions=all_positions)
+        loss = (ce * mask).sum() / mask.sum()
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        results.append((ce.detach(), correct, loss.detach(), grads))
+    (ce, cor, loss, g), (ce_ref, cor_ref, loss_ref, g_ref) = results
+    assert ce.shape == ce_ref.shape == tokens[:, 1:].shape
+    assert torch.allclose(ce, ce_ref, atol=1e-5) and torch.equal(cor, cor_ref)
+    assert float(ce[mask == 0].abs().sum()) == 0 and not bool(cor[mask == 0].any())
+    assert torch.allclose(loss, loss_ref, atol=1e-6)
+    assert len(g) == len(g_ref) and all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g, g_ref))
+    # a text-only batch never computes audio-stream logits: no gradient reaches the audio head rows
+    _, text_batch = collate([ds[(len(ds) - 1, 0)]])
+    model.zero_grad()
+    loss, _, _ = model(**text_batch)
+    loss.backward()
+    lay = lm_corpus["layout"]
+    assert float(model.head.weight.grad[lay.stream_start(1):].abs().sum()) == 0
+    # every parameter still gets a (zero) gradient, as DDP without find_unused_parameters requires
+    assert model.stream_embed.grad is not None and float(model.stream_embed.grad.abs().sum()) == 0
+
+
 def test_audio_streams_never_score_outside_their_block(lm_corpus):
     lay = lm_corpus["layout"]
     model = make_model(lay, audio=False)

@@ -244,37 +244,93 @@ class UALMModel(AbsLMModel):
         return force_gatherable((loss, stats, weight), loss.device)
 
     def _stream_ce(
+        self, hidden: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, all_positions: bool = False
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Per-position CE and correctness ``[B,S',K]`` over each stream's restricted range.
+
+        Only the positions that carry loss go through the head: stream 0 where its mask is on, streams
+        >= 1 where any of theirs is (a text-only batch computes no audio logits at all; prompts and audio
+        features none). Where the mask is off, CE is 0 and correctness False. ``all_positions`` scores
+        every position instead (the reference the tests and ``benchmarks/train_speed.py`` compare with);
+        the values where the mask is on are the same.
+        """
+        if all_positions:
+            return self._stream_ce_all_positions(hidden, target, mask)
+        on = mask > 0  # [B,S',K]
+        B, S, K = target.shape
+        W = self.head.weight  # [V,D]
+        sel0 = on[..., 0]  # [B,S']
+        t0 = target[..., 0][sel0]  # [P0]
+        self._check_stream0_targets(t0, sel0, target)
+        logits0 = F.linear(hidden[sel0], W[: self.s0_end])  # [P0,s0_end]
+        zeros = hidden.new_zeros((B, S), dtype=torch.float32)
+        ce0 = zeros.masked_scatter(sel0, F.cross_entropy(logits0.float(), t0, reduction="none"))  # [B,S']
+        cor0 = torch.zeros_like(sel0).masked_scatter(sel0, logits0.argmax(-1) == t0)  # [B,S']
+        if K == 1:
+            return ce0[..., None], cor0[..., None]
+        selA = on[..., 1:].any(-1)  # [B,S'] positions where some stream >= 1 has loss
+        onA = on[..., 1:][selA]  # [PA,K-1]
+        ta = self._local_codes(target[..., 1:][selA], onA, selA, target)  # [PA,K-1]
+        N = self.layout.codebook_size
+        Wa = W[self.layout.stream_start(1) :].view(K - 1, N, -1)  # [K-1,N,D]
+        h = hidden[selA].unsqueeze(1) + self.stream_embed  # [PA,K-1,D]
+        logits_a = torch.einsum("pkd,knd->pkn", h, Wa)  # [PA,K-1,N]
+        cea = F.cross_entropy(logits_a.permute(0, 2, 1).float(), ta, reduction="none")  # [PA,K-1]
+        cea = torch.where(onA, cea, torch.zeros_like(cea))
+        whereA = selA[..., None].expand(B, S, K - 1)  # [B,S',K-1]
+        ceA = hidden.new_zeros((B, S, K - 1), dtype=torch.float32).masked_scatter(whereA, cea)
+        # stream_embed stays in the graph (a zero gradient) when no position has audio loss: DDP without
+        # find_unused_parameters expects every parameter to receive a gradient in every step
+        ceA = ceA + 0.0 * self.stream_embed.sum()
+        corA = torch.zeros_like(whereA).masked_scatter(whereA, (logits_a.argmax(-1) == ta) & onA)
+        return torch.cat([ce0[..., None], ceA], dim=-1), torch.cat([cor0[..., None], corA], dim=-1)
+
+    def _check_stream0_targets(self, t0: torch.Tensor, sel0: torch.Tensor, target: torch.Tensor) -> None:
+        """``t0 [P0]``: the stream-0 targets at the positions ``sel0 [B,S']`` must lie in ``[0, s0_end)``."""
+        bad = t0 >= self.s0_end
+        if bool(bad.any()):
+            b, s = (int(i) for i in sel0.nonzero()[int(bad.nonzero()[0])])
+            raise ModelInputError(f"row {b} position {s + 1}: stream-0 target id {int(target[b, s, 0])} is outside [0, {self.s0_end})")
+
+    def _local_codes(
+        self, ids: torch.Tensor, on: torch.Tensor, sel: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
+        """Vocabulary ids ``[P,K-1]`` of streams 1..K-1 at the positions ``sel [B,S']`` -> local codes, 0 where
+        ``on [P,K-1]`` is off; a scored id outside its stream's codebook block is an error."""
+        starts = torch.tensor([self.layout.stream_start(k) for k in range(1, self.num_streams)], device=ids.device)
+        local = ids - starts  # [P,K-1]
+        bad = on & ((local < 0) | (local >= self.layout.codebook_size))
+        if bool(bad.any()):
+            p, k = (int(i) for i in bad.nonzero()[0])
+            b, s = (int(i) for i in sel.nonzero()[p])
+            raise ModelInputError(
+                f"row {b} position {s + 1}: stream {k + 1} target id {int(target[b, s, k + 1])} is not in its "
+                f"codebook block {self.layout.stream_vocab_range(k + 1)}"
+            )
+        return torch.where(on, local, torch.zeros_like(local))
+
+    def _stream_ce_all_positions(
         self, hidden: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Per-position CE and correctness ``[B,S',K]`` over each stream's restricted range."""
-        logits0, logits_a = self.stream_logits(hidden)
+        """:meth:`_stream_ce` with every position through the head (``[B,S',K]`` each, masked to 0 / False)."""
         on = mask > 0
+        B, S, K = target.shape
+        logits0, logits_a = self.stream_logits(hidden)
         t0 = target[..., 0]
-        bad = on[..., 0] & (t0 >= self.s0_end)
-        if bool(bad.any()):
-            b, s = (int(i) for i in bad.nonzero()[0])
-            raise ModelInputError(f"row {b} position {s + 1}: stream-0 target id {int(t0[b, s])} is outside [0, {self.s0_end})")
+        self._check_stream0_targets(t0[on[..., 0]], on[..., 0], target)
         t0 = torch.where(on[..., 0], t0, torch.zeros_like(t0))
         ce0 = F.cross_entropy(logits0.transpose(1, 2).float(), t0, reduction="none")  # [B,S']
-        cor0 = logits0.argmax(-1) == t0
-        if logits_a is not None:
-            starts = torch.tensor(
-                [self.layout.stream_start(k) for k in range(1, self.num_streams)], device=target.device
-            )
-            ta = target[..., 1:] - starts  # [B,S',K-1] local codes
-            N = self.layout.codebook_size
-            bad = on[..., 1:] & ((ta < 0) | (ta >= N))
-            if bool(bad.any()):
-                b, s, k = (int(i) for i in bad.nonzero()[0])
-                raise ModelInputError(
-                    f"row {b} position {s + 1}: stream {k + 1} target id {int(target[b, s, k + 1])} is not in its "
-                    f"codebook block {self.layout.stream_vocab_range(k + 1)}"
-                )
-            ta = torch.where(on[..., 1:], ta, torch.zeros_like(ta))
-            cea = F.cross_entropy(logits_a.permute(0, 3, 1, 2).float(), ta, reduction="none")  # [B,S',K-1]
-            cora = logits_a.argmax(-1) == ta
-            return torch.cat([ce0[..., None], cea], dim=-1), torch.cat([cor0[..., None], cora], dim=-1)
-        return ce0[..., None], cor0[..., None]
+        ce0 = torch.where(on[..., 0], ce0, torch.zeros_like(ce0))
+        cor0 = (logits0.argmax(-1) == t0) & on[..., 0]
+        if logits_a is None:
+            return ce0[..., None], cor0[..., None]
+        everywhere = torch.ones(B, S, dtype=torch.bool, device=target.device)
+        ta = self._local_codes(target[..., 1:].reshape(B * S, K - 1), on[..., 1:].reshape(B * S, K - 1), everywhere, target)
+        ta = ta.view(B, S, K - 1)
+        cea = F.cross_entropy(logits_a.permute(0, 3, 1, 2).float(), ta, reduction="none")  # [B,S',K-1]
+        cea = torch.where(on[..., 1:], cea, torch.zeros_like(cea))
+        cora = (logits_a.argmax(-1) == ta) & on[..., 1:]
+        return torch.cat([ce0[..., None], cea], dim=-1), torch.cat([cor0[..., None], cora], dim=-1)
 
     # ------------------------------------------------------------------ inference helpers
     def logits_fn(self, hidden: torch.Tensor) -> torch.Tensor:
