@@ -68,7 +68,13 @@ def test_two_step_and_word_count():
     sol, ans = tp.solve("two:35:27:59")
     assert ans == "3" and "result 62 ; 62 - 59 :" in sol
     sol, ans = tp.solve("cnt:dog:cat,dog,bird,dog,fish")
-    assert (sol, ans) == ("dog : 1 cat no 0 , 2 dog yes 1 , 3 bird no 1 , 4 dog yes 2 , 5 fish no 2 , so 2", "2")
+    assert (sol, ans) == ("dog : 1 cat = dog ? no zero , 2 dog = dog ? yes one , 3 bird = dog ? no one , "
+                          "4 dog = dog ? yes two , 5 fish = dog ? no two , so 2", "2")
+    # the longest lists (12 items) can count every item; a longer one has no count word
+    sol, ans = tp.solve("cnt:cat:" + ",".join(["cat"] * 12))
+    assert ans == "12" and "12 cat = cat ? yes twelve , so 12" in sol
+    with pytest.raises(ValueError, match="up to 12 items"):
+        tp.solve("cnt:cat:" + ",".join(["cat"] * 13))
 
 
 def test_word_count_lists_are_numbered_as_the_solution_reads_them():
@@ -77,8 +83,9 @@ def test_word_count_lists_are_numbered_as_the_solution_reads_them():
     numbered = ", ".join(f"{i} {w}" for i, w in enumerate(items, 1))
     assert p["question"].endswith(f"numbered list: {numbered}?"), p
     assert f"the word {p['ident'].split(':')[1]} appear" in p["question"], p  # one BPE id in both places
+    target = p["ident"].split(":")[1]
     for i, w in enumerate(items, 1):
-        assert f" {i} {w} {'yes' if w == p['ident'].split(':')[1] else 'no'} " in p["solution"], p
+        assert f" {i} {w} = {target} ? {'yes' if w == target else 'no'} " in p["solution"], p
 
 
 def test_training_kinds_keep_equal_shares_and_held_out_problems_stay_distinct():

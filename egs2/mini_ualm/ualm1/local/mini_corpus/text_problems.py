@@ -17,10 +17,15 @@ Subtraction borrows (``12 - 7 - 0 = 5`` when the top digit 2 is too small, then 
 leading zeros are dropped at the end (``result 04 ; 4``); multiplication multiplies the top
 number by each digit of the bottom one (``37 x 2``, then ``37 x 1`` shifted: ``370``) and adds the
 partial products by column addition; ``two_step`` is an addition then a subtraction;
-``word_count`` walks the numbered list item by item, says whether the item is the word asked for and
-keeps a running count (``1 cat no 0 , 2 dog yes 1 , ...``). The list is numbered in the question so
-that copying item i is a lookup of the unique number i: in an unnumbered list of 8 words each word
-recurs, copying by content is ambiguous, and the session-6 model wrote the asked word for every item.
+``word_count`` walks the numbered list item by item, sets the item beside the word asked for, says
+whether they are the same and keeps a running count in words (``dog : 1 cat = dog ? no zero , 2 dog = dog ?
+yes one , ... so 1``). The list is numbered in the question so that copying item i is a lookup of the
+unique number i: in an unnumbered list of 8 words each word recurs, copying by content is ambiguous, and
+the session-6 model wrote the asked word for every item. Restating the asked word makes the comparison one
+between neighbouring tokens, and a count in words keeps the digits of the solution for the item numbers
+(a digit count ``2`` also matched the lookup of item 2). Measured on word counts alone (the recipe's 256 x 6
+decoder, 4,096 positions a step, valid exact match after 400 steps): 45 % with digit counts and no
+restated word (the majority answer's share), 40 % with word counts alone, 62.5 % with both.
 The asked word stands without quotes: the BPE reads ``"drum"`` as ``▁" drum "`` and ``drum`` in the
 list as ``▁drum``, two different ids that the model would have to learn to match.
 
@@ -173,11 +178,18 @@ def _column_mul(a: int, b: int) -> Tuple[List[str], int]:
     return steps, total
 
 
+COUNT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+               "twelve"]
+
+
 def _count_word(target: str, seq: List[str]) -> Tuple[List[str], int]:
+    """Item by item: ``i word = target ? yes|no count ,`` (the count in words), then ``so <count>``."""
+    if len(seq) >= len(COUNT_WORDS):
+        raise ValueError(f"word counts go up to {len(COUNT_WORDS) - 1} items, got {len(seq)}")
     n, steps = 0, []
     for i, w in enumerate(seq, 1):
         n += w == target
-        steps.append(f"{i} {w} {'yes' if w == target else 'no'} {n} ,")
+        steps.append(f"{i} {w} = {target} ? {'yes' if w == target else 'no'} {COUNT_WORDS[n]} ,")
     steps.append(f"so {n}")
     return steps, n
 
