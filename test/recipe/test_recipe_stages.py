@@ -84,6 +84,36 @@ def test_changed_options_need_force(recipe):
     assert "was made with other options" in r.stderr and "--force true" in r.stderr
 
 
+def test_changed_corpus_code_or_data_files_need_force(recipe):
+    """A stage's signature covers what it reads: stage 1 the corpus code in local/, stage 2 every file of
+    the data dir (not only wav.scp), so new text problems are never skipped as "already done"."""
+    rec, env, _ = recipe
+    link = rec / "local"
+    src = link.resolve()
+    link.unlink()
+    shutil.copytree(src, link)  # a copy of the generator this recipe may change
+    try:
+        with open(link / "data.sh", "a", encoding="utf-8") as f:
+            f.write("\n# a changed generator\n")
+        r = run(rec, env, "--stop_stage", "1", "--local_data_opts", TINY, check=False)
+        assert r.returncode != 0, r.stdout[-2000:]
+        assert "data/.done.stage1 was made with other options" in r.stderr and "local=" in r.stderr, r.stderr[-2000:]
+    finally:
+        shutil.rmtree(link)
+        os.symlink(src, link)
+    question = rec / "data" / "train" / "text_only" / "question"
+    original = question.read_bytes()
+    try:
+        first, rest = original.split(b"\n", 1)
+        question.write_bytes(first + b" Count again.\n" + rest)
+        r = run(rec, env, "--stage", "2", "--stop_stage", "2", check=False)
+        assert r.returncode != 0 and "dump/audio/train/.done was made with other options" in r.stderr, r.stderr[-2000:]
+    finally:
+        question.write_bytes(original)
+    r = run(rec, env, "--stop_stage", "2", "--local_data_opts", TINY)  # both restored: nothing to redo
+    assert "Stage 1: data preparation: already done" in r.stdout and "dump/audio/train already done" in r.stdout
+
+
 def test_corrupt_master_is_rejected_with_reason_and_stage_goes_on(recipe):
     rec, env, _ = recipe
     wav_scp = read_kaldi_file(rec / "data" / "train" / "wav.scp")

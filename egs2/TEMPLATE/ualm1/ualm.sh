@@ -319,6 +319,13 @@ component_sum() {
   cat "$1"/component.yaml "$1"/model.pth 2>/dev/null | cksum | cut -d' ' -f1
 }
 
+# files_sum <dir>: checksum of every file under <dir> (links followed; Python's bytecode caches left out),
+# in byte order of their paths: a stage's signature covers the code or data it reads, not only its options
+files_sum() {
+  find -L "$1" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z | xargs -0 -r cat \
+    | cksum | cut -d' ' -f1
+}
+
 # stage_is_done <done-file> <signature> [hint]: 0 when outputs exist for the same options
 # (skip), 1 when the stage must run. Outputs made with other options are an error unless --force
 # (the hint, when given, is added to that error: another way out than --force).
@@ -489,7 +496,8 @@ log "stages ${stage}..${stop_stage}, backend ${cmd_backend}, nj ${nj}"
 
 # ---- stage 1: data preparation ----
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
-  sig="local/data.sh --data_dir ${datadir} --nj ${nj} ${local_data_opts}"
+  # the corpus code in local/ counts: a changed generator (new text problems, captions, ...) is not "done"
+  sig="local/data.sh --data_dir ${datadir} --nj ${nj} ${local_data_opts} local=$(files_sum local)"
   if stage_is_done "${datadir}/.done.stage1" "${sig}"; then
     log "Stage 1: ${stage_names[1]}: already done (${datadir}/.done.stage1); --force true redoes it"
   else
@@ -512,8 +520,9 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
   for s in ${all_sets}; do
     src="${datadir}/${s}"
     dst="${dumpdir}/audio/${s}"
-    sig="fs=${fs} channels=${audio_channels} format=${audio_format} min_dur=${min_dur} max_dur=${max_dur} silence_db=${silence_db} src=$(cksum < "${src}/wav.scp" 2>/dev/null | cut -d' ' -f1)"
     [ -f "${src}/wav.scp" ] || die "Stage 2: ${src}/wav.scp is missing; run stage 1 first"
+    # every file of the data dir counts (stage 2 copies captions, QA and text problems beside the audio)
+    sig="fs=${fs} channels=${audio_channels} format=${audio_format} min_dur=${min_dur} max_dur=${max_dur} silence_db=${silence_db} src=$(files_sum "${src}")"
     if stage_is_done "${dst}/.done" "${sig}"; then
       log "Stage 2: ${stage_names[2]}: ${dst} already done; --force true redoes it"
       continue
