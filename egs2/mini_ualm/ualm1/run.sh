@@ -20,7 +20,7 @@ gen_max_steps=320
     --codec_config conf/codec/mini_rvq.yaml \
     --bpe_vocab_size 1000 \
     --lm_encoder_pretrain_config conf/audio_encoder_pretrain.yaml \
-    --lm_text_pretrain_epochs 6 \
+    --lm_text_pretrain_epochs 18 \
     --lm_config conf/train_ualm.yaml \
     --lm_train_tasks "caption_to_audio audio_to_caption audio_qa_dialog text_only" \
     --ngpu 0 \
