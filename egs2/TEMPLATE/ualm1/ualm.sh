@@ -319,11 +319,12 @@ component_sum() {
   cat "$1"/component.yaml "$1"/model.pth 2>/dev/null | cksum | cut -d' ' -f1
 }
 
-# files_sum <dir>: checksum of every file under <dir> (links followed; Python's bytecode caches left out),
-# in byte order of their paths: a stage's signature covers the code or data it reads, not only its options
+# files_sum <dir>: checksum of every file under <dir> (links followed; Python's bytecode caches and Markdown
+# documentation left out), in byte order of their paths: a stage's signature covers the code or data it reads,
+# not only its options
 files_sum() {
-  find -L "$1" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z | xargs -0 -r cat \
-    | cksum | cut -d' ' -f1
+  find -L "$1" -type f ! -name '*.pyc' ! -name '*.md' ! -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z \
+    | xargs -0 -r cat | cksum | cut -d' ' -f1
 }
 
 # stage_is_done <done-file> <signature> [hint]: 0 when outputs exist for the same options
