@@ -90,16 +90,32 @@ def test_word_count_lists_are_numbered_as_the_solution_reads_them():
 
 def test_training_kinds_keep_equal_shares_and_held_out_problems_stay_distinct():
     from collections import Counter
-    train = tp.make_problems(0, "train", 5000)
-    shares = Counter(p["qtype"] for p in train)
+    train = tp.make_problems(0, "train", 6000)
+    shares = Counter(p["ident"].split(":")[0] for p in train)
     assert set(shares.values()) == {1000}, shares  # multiplication (448 training tuples) repeats its tuples
-    mul = [p for p in train if p["qtype"] == "multiplication"]
+    mul = [p for p in train if p["ident"].startswith("mul:")]
     assert len({p["ident"] for p in mul}) < len(mul)
-    assert all(tp.split_of(0, p["ident"]) == "train" for p in train)
+    assert all(tp.split_of(0, p["ident"]) == "train" for p in train if not p["ident"].startswith("fact:"))
     for split in ("valid", "test"):
         held = tp.make_problems(0, split, 200)
         assert len({p["ident"] for p in held}) == 200, split  # no repeats where they would be scored twice
     assert len({p["key"] for p in train}) == len(train)
+
+
+def test_table_facts_only_in_training_answered_as_multiplications():
+    train = tp.make_problems(0, "train", 6000)
+    facts = [p for p in train if p["ident"].startswith("fact:")]
+    assert facts and all(p["qtype"] == "multiplication" for p in facts)
+    for p in facts:
+        x, d, c = (int(v) for v in p["ident"].split(":")[1:])
+        assert 0 <= c < max(d, 1) and p["answer"] == str(x * d + c)
+        assert p["solution"] == f"{x} x {d} + {c} = {x * d + c}"
+        assert f"{x} boxes with {d} " in p["question"] and f"{c} more" in p["question"]
+    # every carry a column step can produce for the held-out problems' digits is drilled
+    drilled = {tuple(p["ident"].split(":")[1:]) for p in facts}
+    assert len(drilled) > 300
+    for split in ("valid", "test"):
+        assert not any(p["ident"].startswith("fact:") for p in tp.make_problems(0, split, 200)), split
 
 
 def test_unknown_problem_identity_is_an_error():

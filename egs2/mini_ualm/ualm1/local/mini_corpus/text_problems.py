@@ -29,6 +29,14 @@ restated word (the majority answer's share), 40 % with word counts alone, 62.5 %
 The asked word stands without quotes: the BPE reads ``"drum"`` as ``▁" drum "`` and ``drum`` in the
 list as ``▁drum``, two different ids that the model would have to learn to match.
 
+The training split also holds single table facts (``There are 3 boxes with 9 apples in each box and 6 more
+apples beside them. ...`` -> ``3 x 9 + 6 = 33``), one turn in six, answered as multiplications: exactly the step
+``x x d + carry`` of column multiplication, drawn over the digits x, d and the carries below d (12,800 training
+problems hold 445 of the 460 facts). The 448 training operand tuples
+of the story problems produce only 194 of these facts, and 6 of the 40 test multiplications needed a fact no
+training problem held (at 1,200 steps of 5b, 19 of the 23 wrong test multiplications held a wrong table fact).
+Held-out splits hold no table facts, so they need no split of their own.
+
 On the training split every kind keeps its share: a kind whose fresh operand tuples run out
 (multiplication has 448 training tuples) continues with repeated tuples in new wording instead of
 leaving its share to the others (it was 3.5 % of 12,800 training problems, every other kind ~24 %).
@@ -94,6 +102,15 @@ def _word_count(rng: random.Random) -> Tuple[str, str, str]:
             f"How many times does the word {target} appear in this numbered list: "
             f"{', '.join(f'{i} {w}' for i, w in enumerate(seq, 1))}?",
             str(seq.count(target)))
+
+
+def _table_fact(rng: random.Random) -> Tuple[str, str, str]:
+    """One step of column multiplication, ``x x d + carry``, as a story (training split only)."""
+    d = rng.randint(0, 9)
+    x, c = rng.randint(0, 9), rng.randint(0, max(d - 1, 0))
+    it = rng.choice(ITEMS)
+    return (f"fact:{x}:{d}:{c}", f"There are {x} boxes with {d} {it} in each box and {c} more {it} beside them. "
+            f"How many {it} are there in total?", str(x * d + c))
 
 
 MAKERS: Dict[str, Callable[[random.Random], Tuple[str, str, str]]] = {
@@ -203,6 +220,9 @@ def solve(ident: str) -> Tuple[str, str]:
         op = {"add": ("+", _column_add), "sub": ("-", _column_sub), "mul": ("x", _column_mul)}[kind]
         steps, ans = op[1](a, b)
         steps.insert(0, f"{a} {op[0]} {b} :")
+    elif kind == "fact":
+        x, d, c = (int(v) for v in args)
+        steps, ans = [f"{x} x {d} + {c} = {x * d + c}"], x * d + c
     elif kind == "two":
         a, b, c = (int(x) for x in args)
         s1, mid = _column_add(a, b)
@@ -225,15 +245,23 @@ def make_problems(seed: int, split: str, n: int) -> List[Dict[str, str]]:
     the wording), so every kind keeps an equal share of the problems."""
     rng = random.Random(f"{seed}:text:{split}")
     names = sorted(MAKERS)
+    # training turns: every kind, plus one turn of single table facts (answered as multiplications)
+    turns = names + ["table_fact"] if split == "train" else names
     repeat_when_exhausted = split == "train"
     exhausted = set()
     seen = set()
     out: List[Dict[str, str]] = []
     while len(out) < n:
-        live = names if repeat_when_exhausted else [q for q in names if q not in exhausted]
+        live = turns if repeat_when_exhausted else [q for q in names if q not in exhausted]
         if not live:
             raise RuntimeError(f"could not draw {n} distinct {split} text problems (got {len(out)})")
         qtype = live[len(out) % len(live)]
+        if qtype == "table_fact":  # no held-out split holds table facts: they need no split of their own
+            ident, q, ans = _table_fact(rng)
+            solution, solved = solve(ident)
+            out.append({"key": f"text-{split}-{len(out):05d}", "question": q, "answer": ans, "solution": solution,
+                        "qtype": "multiplication", "ident": ident})
+            continue
         for _ in range(300):
             ident, q, ans = MAKERS[qtype](rng)
             if split_of(seed, ident) == split and (ident not in seen or qtype in exhausted):
