@@ -259,6 +259,8 @@ def make_problems(seed: int, split: str, n: int) -> List[Dict[str, str]]:
         if qtype == "table_fact":  # no held-out split holds table facts: they need no split of their own
             ident, q, ans = _table_fact(rng)
             solution, solved = solve(ident)
+            if solved != ans:
+                raise AssertionError(f"worked solution of {ident} ends in {solved}, the answer is {ans}")
             out.append({"key": f"text-{split}-{len(out):05d}", "question": q, "answer": ans, "solution": solution,
                         "qtype": "multiplication", "ident": ident})
             continue
