@@ -250,25 +250,30 @@ class UALMModel(AbsLMModel):
 
         Only the positions that carry loss go through the head: stream 0 where its mask is on, streams
         >= 1 where any of theirs is (a text-only batch computes no audio logits at all; prompts and audio
-        features none). Where the mask is off, CE is 0 and correctness False. ``all_positions`` scores
-        every position instead (the reference the tests and ``benchmarks/train_speed.py`` compare with);
-        the values where the mask is on are the same.
+        features none). Where the mask is off, CE is 0 and correctness False. ``all_positions`` puts every
+        position through the head instead (the reference the tests and ``benchmarks/train_speed.py`` compare
+        with); the values are the same.
         """
-        if all_positions:
-            return self._stream_ce_all_positions(hidden, target, mask)
         on = mask > 0  # [B,S',K]
         B, S, K = target.shape
         W = self.head.weight  # [V,D]
-        sel0 = on[..., 0]  # [B,S']
-        t0 = target[..., 0][sel0]  # [P0]
-        self._check_stream0_targets(t0, sel0, target)
+        on0 = on[..., 0]  # [B,S']
+        bad = on0 & (target[..., 0] >= self.s0_end)
+        if bool(bad.any()):
+            b, s = (int(i) for i in bad.nonzero()[0])
+            raise ModelInputError(f"row {b} position {s + 1}: stream-0 target id {int(target[b, s, 0])} is outside [0, {self.s0_end})")
+        sel0 = torch.ones_like(on0) if all_positions else on0  # [B,S'] positions through the head
+        t0 = torch.where(on0, target[..., 0], torch.zeros_like(target[..., 0]))[sel0]  # [P0]
         logits0 = F.linear(hidden[sel0], W[: self.s0_end])  # [P0,s0_end]
         zeros = hidden.new_zeros((B, S), dtype=torch.float32)
         ce0 = zeros.masked_scatter(sel0, F.cross_entropy(logits0.float(), t0, reduction="none"))  # [B,S']
-        cor0 = torch.zeros_like(sel0).masked_scatter(sel0, logits0.argmax(-1) == t0)  # [B,S']
+        ce0 = torch.where(on0, ce0, torch.zeros_like(ce0))
+        cor0 = torch.zeros_like(sel0).masked_scatter(sel0, logits0.argmax(-1) == t0) & on0  # [B,S']
         if K == 1:
             return ce0[..., None], cor0[..., None]
         selA = on[..., 1:].any(-1)  # [B,S'] positions where some stream >= 1 has loss
+        if all_positions:
+            selA = torch.ones_like(selA)
         onA = on[..., 1:][selA]  # [PA,K-1]
         ta = self._local_codes(target[..., 1:][selA], onA, selA, target)  # [PA,K-1]
         N = self.layout.codebook_size
@@ -284,13 +289,6 @@ class UALMModel(AbsLMModel):
         ceA = ceA + 0.0 * self.stream_embed.sum()
         corA = torch.zeros_like(whereA).masked_scatter(whereA, (logits_a.argmax(-1) == ta) & onA)
         return torch.cat([ce0[..., None], ceA], dim=-1), torch.cat([cor0[..., None], corA], dim=-1)
-
-    def _check_stream0_targets(self, t0: torch.Tensor, sel0: torch.Tensor, target: torch.Tensor) -> None:
-        """``t0 [P0]``: the stream-0 targets at the positions ``sel0 [B,S']`` must lie in ``[0, s0_end)``."""
-        bad = t0 >= self.s0_end
-        if bool(bad.any()):
-            b, s = (int(i) for i in sel0.nonzero()[int(bad.nonzero()[0])])
-            raise ModelInputError(f"row {b} position {s + 1}: stream-0 target id {int(target[b, s, 0])} is outside [0, {self.s0_end})")
 
     def _local_codes(
         self, ids: torch.Tensor, on: torch.Tensor, sel: torch.Tensor, target: torch.Tensor
@@ -308,29 +306,6 @@ class UALMModel(AbsLMModel):
                 f"codebook block {self.layout.stream_vocab_range(k + 1)}"
             )
         return torch.where(on, local, torch.zeros_like(local))
-
-    def _stream_ce_all_positions(
-        self, hidden: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`_stream_ce` with every position through the head (``[B,S',K]`` each, masked to 0 / False)."""
-        on = mask > 0
-        B, S, K = target.shape
-        logits0, logits_a = self.stream_logits(hidden)
-        t0 = target[..., 0]
-        self._check_stream0_targets(t0[on[..., 0]], on[..., 0], target)
-        t0 = torch.where(on[..., 0], t0, torch.zeros_like(t0))
-        ce0 = F.cross_entropy(logits0.transpose(1, 2).float(), t0, reduction="none")  # [B,S']
-        ce0 = torch.where(on[..., 0], ce0, torch.zeros_like(ce0))
-        cor0 = (logits0.argmax(-1) == t0) & on[..., 0]
-        if logits_a is None:
-            return ce0[..., None], cor0[..., None]
-        everywhere = torch.ones(B, S, dtype=torch.bool, device=target.device)
-        ta = self._local_codes(target[..., 1:].reshape(B * S, K - 1), on[..., 1:].reshape(B * S, K - 1), everywhere, target)
-        ta = ta.view(B, S, K - 1)
-        cea = F.cross_entropy(logits_a.permute(0, 3, 1, 2).float(), ta, reduction="none")  # [B,S',K-1]
-        cea = torch.where(on[..., 1:], cea, torch.zeros_like(cea))
-        cora = (logits_a.argmax(-1) == ta) & on[..., 1:]
-        return torch.cat([ce0[..., None], cea], dim=-1), torch.cat([cor0[..., None], cora], dim=-1)
 
     # ------------------------------------------------------------------ inference helpers
     def logits_fn(self, hidden: torch.Tensor) -> torch.Tensor:
