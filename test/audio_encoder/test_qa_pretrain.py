@@ -107,6 +107,53 @@ def test_bf16_pretraining_learns_the_same_labels(qa_corpus, pretrained, repo_roo
     assert res["history"][0]["train_loss"] == pytest.approx(ref[0]["train_loss"], rel=0.05)
 
 
+def test_augmented_pretraining_learns_the_same_labels(qa_corpus, repo_root, tmp_path, monkeypatch):
+    """``shift_max_s`` / ``eq_db``: training batches get leading silence and a random equaliser; the pitch and the
+    order of tone and noise are still learnt (the transforms keep those labels true), and a run killed in epoch 6
+    resumes with the same augmented batches (seeded by epoch and batch): the same training curve."""
+    conf = tmp_path / "pre_aug.yaml"
+    conf.write_text((qa_corpus / "pre.yaml").read_text() + "shift_max_s: 0.2\neq_db: 4.0\n")
+    from ualm_tk.audio_encoder import qa_pretrain
+    from ualm_tk.bin.audio_encoder_pretrain import main
+
+    def run(out):
+        main(["--lm_config", str(repo_root / TINY_LM), "--config", str(conf), "--qtypes", str(qa_corpus / "qtypes.json"),
+              "--train_dir", str(qa_corpus / "train"), "--valid_dir", str(qa_corpus / "valid"),
+              "--output_dir", str(out), "--num_threads", "1"])
+        return json.loads((out / "results.json").read_text())
+
+    full = run(tmp_path / "full")
+    assert full["train_conf"]["eq_db"] == 4.0 and full["train_conf"]["shift_max_s"] == 0.2
+    valid = full["results"]["valid"]["per_type"]
+    assert valid["tone_frequency"]["accuracy"] >= 0.9 and valid["noise_first"]["accuracy"] >= 0.75
+
+    class Killed(Exception):
+        pass
+
+    real = qa_pretrain.batch_loss
+
+    def spy(seen, kill_at=None):
+        def batch_loss(model, clips, *args, **kwargs):  # 24 clips in batches of 8: call 17 is epoch 6's second
+            if len(seen) + 1 == kill_at:
+                raise Killed
+            seen.append([(len(c.wav), round(float(np.abs(c.wav).sum()), 3)) for c in clips])
+            return real(model, clips, *args, **kwargs)
+        return batch_loss
+
+    seen_full, seen_killed, seen_resumed = [], [], []
+    monkeypatch.setattr(qa_pretrain, "batch_loss", spy(seen_full))
+    run(tmp_path / "again")
+    monkeypatch.setattr(qa_pretrain, "batch_loss", spy(seen_killed, kill_at=17))
+    with pytest.raises(Killed):
+        run(tmp_path / "killed")
+    monkeypatch.setattr(qa_pretrain, "batch_loss", spy(seen_resumed))
+    run(tmp_path / "killed")
+    assert len(seen_full) == 36 and seen_killed == seen_full[:16]
+    assert seen_resumed == seen_full[15:]  # epochs 6-12 again, batch for batch: the same augmented audio
+    # 24 clips but many more lengths: each epoch draws new leading silence
+    assert len({n for batch in seen_full for n, _ in batch}) > 100
+
+
 def test_the_lm_starts_from_the_pretrained_encoder(pretrained, repo_root):
     """``--init_param <dir>/encoder/model.pth::audio_encoder`` (ESPnet) puts every encoder weight into the LM."""
     from espnet2.torch_utils.load_pretrained_model import load_pretrained_model

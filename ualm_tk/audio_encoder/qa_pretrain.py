@@ -7,7 +7,8 @@ a classifier: for every categorical question type of ``qtypes.json`` (``categori
 ``answers`` list) one learned multi-head query attends over the encoder frames (so order questions
 such as ``first_event`` can use positions) and a small head picks the answer. Loss: mean
 cross-entropy over every (clip, question) label of the batch. Only training-set labels are used;
-the valid set picks the best epoch. The LM then starts from the saved encoder
+the valid set picks the best epoch. ``shift_max_s`` / ``eq_db`` augment the training batches with
+label-preserving transforms (:mod:`ualm_tk.audio_encoder.augment`), seeded by (seed, epoch, batch). The LM then starts from the saved encoder
 (``--init_param <out>/encoder/model.pth::audio_encoder``), usually frozen.
 
 Data: a Kaldi data dir of stage 2 (``wav.scp`` at the encoder's rate, mono) with ``qa/qa2utt``,
@@ -32,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ualm_tk.audio_encoder import AbsAudioEncoder
+from ualm_tk.audio_encoder.augment import WavAugment
 from ualm_tk.data.kaldi_files import read_kaldi_file
 from ualm_tk.data.lm_dataset import load_wav
 
@@ -41,6 +43,7 @@ PathLike = Union[str, os.PathLike]
 TRAIN_DEFAULTS: Dict[str, Any] = dict(
     max_epochs=30, batch_size=16, lr=1.0e-3, weight_decay=0.01, warmup_epochs=1, grad_clip=1.0, patience=8, seed=0,
     cpu_bf16=False,  # forward under torch.autocast("cpu", bfloat16): products in bf16, weights and loss float32
+    shift_max_s=0.0, eq_db=0.0,  # training-batch augmentation (ualm_tk.audio_encoder.augment); 0 = off
 )
 
 
@@ -253,6 +256,7 @@ def pretrain(model: EncoderQAClassifier, train: Sequence[LabelledClip], valid: S
         state = saved["state"]
         logger.info("resumed from %s after epoch %d", ckpt, state["epoch"])
     rng = random.Random(conf["seed"])
+    augment = WavAugment(model.encoder.sample_rate, conf["shift_max_s"], conf["eq_db"])
     for _ in range(state["epoch"]):  # same batch order as an uninterrupted run
         length_batches(train, conf["batch_size"], rng)
     while state["epoch"] < conf["max_epochs"] and not state.get("stopped"):
@@ -261,7 +265,11 @@ def pretrain(model: EncoderQAClassifier, train: Sequence[LabelledClip], valid: S
         t0, loss_sum, n_sum = time.time(), 0.0, 0
         batches = length_batches(train, conf["batch_size"], rng)
         for b, idx in enumerate(batches, 1):
-            loss, n = batch_loss(model, [train[i] for i in idx], conf["cpu_bf16"])
+            clips = [train[i] for i in idx]
+            if augment.active:  # seeded by (seed, epoch, batch): a resumed run sees the same batches
+                arng = np.random.default_rng([conf["seed"], epoch, b])
+                clips = [LabelledClip(c.utt, augment(c.wav, arng), c.labels) for c in clips]
+            loss, n = batch_loss(model, clips, conf["cpu_bf16"])
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), conf["grad_clip"])

@@ -10,7 +10,8 @@ The encoder is the one ``--lm_config`` names (``audio_encoder``, ``audio_encoder
 ``freeze`` is ignored here), so the LM can start from it with
 ``--init_param <output_dir>/encoder/model.pth::audio_encoder``. ``--config`` (YAML) may set
 ``max_epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``warmup_epochs``, ``grad_clip``,
-``patience``, ``seed``, ``cpu_bf16`` (the forward under bfloat16 autocast on CPU), ``num_heads``,
+``patience``, ``seed``, ``cpu_bf16`` (the forward under bfloat16 autocast on CPU), ``shift_max_s`` and
+``eq_db`` (training-batch augmentation, :mod:`ualm_tk.audio_encoder.augment`; 0 = off), ``num_heads``,
 ``dropout``; other keys are an error.
 
 Writes ``<output_dir>/encoder/`` (component dir of the best valid epoch), ``results.json``,
