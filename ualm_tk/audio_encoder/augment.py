@@ -47,13 +47,18 @@ class WavAugment:
         return out
 
 
+def eq_curve_db(freqs: np.ndarray, sample_rate: int, gains_db: np.ndarray) -> np.ndarray:
+    """Gains ``[EQ_POINTS]`` (dB) at log-spaced knots from 50 Hz to Nyquist -> the curve at ``freqs [F]`` (Hz),
+    linear in log frequency between knots (flat below 50 Hz)."""
+    knots = np.geomspace(EQ_LOW_HZ, sample_rate / 2, EQ_POINTS)  # [6]
+    return np.interp(np.log(np.maximum(freqs, EQ_LOW_HZ)), np.log(knots), gains_db)  # [F]
+
+
 def random_eq(wav: np.ndarray, sample_rate: int, max_db: float, rng: np.random.Generator) -> np.ndarray:
     """``wav [L]`` through a random smooth gain curve (±``max_db`` dB), peak level kept."""
     spec = np.fft.rfft(wav.astype(np.float64))  # [L//2+1]
     freqs = np.fft.rfftfreq(len(wav), 1.0 / sample_rate)  # [L//2+1]
-    knots = np.geomspace(EQ_LOW_HZ, sample_rate / 2, EQ_POINTS)  # [6]
-    gains_db = rng.uniform(-max_db, max_db, EQ_POINTS)  # [6]
-    curve_db = np.interp(np.log(np.maximum(freqs, EQ_LOW_HZ)), np.log(knots), gains_db)  # [L//2+1]
+    curve_db = eq_curve_db(freqs, sample_rate, rng.uniform(-max_db, max_db, EQ_POINTS))  # [L//2+1]
     out = np.fft.irfft(spec * 10.0 ** (curve_db / 20.0), n=len(wav))
     peak_in, peak_out = float(np.abs(wav).max()), float(np.abs(out).max())
     if peak_out > 0:
