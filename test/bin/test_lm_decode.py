@@ -8,6 +8,7 @@ import kaldiio
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "models"))
 from lm_corpus import K, N, build_corpus, save_tiny_codec, train_tiny_lm  # noqa: E402
@@ -69,6 +70,22 @@ def test_text_task_two_shards_equal_one_and_match_generate(trained, tmp_path):
     key = sorted(data.keys())[3]
     g = generate_from_segments(model, data.segments(key), max_steps=6)[0]
     assert t1[key] == " ".join(tok.decode(g.text_ids).split())
+
+
+def test_model_dir_loads_the_averaged_checkpoint_before_the_best(trained, tmp_path):
+    """ESPnet's average of the n best epochs (``valid.loss.ave.pth``) is what decoding uses when it is there."""
+    import shutil
+
+    d = tmp_path / "exp"
+    shutil.copytree(trained["exp"], d)  # links copied as files
+    state = torch.load(d / "valid.loss.best.pth", map_location="cpu", weights_only=True)
+    ave = {k: v + 0.5 if k == "head.weight" else v for k, v in state.items()}
+    torch.save(ave, d / "valid.loss.ave.pth")
+    model, _, _ = load_model_dir(d)
+    assert torch.equal(model.head.weight, ave["head.weight"])
+    (d / "valid.loss.ave.pth").unlink()
+    model, _, _ = load_model_dir(d)
+    assert torch.equal(model.head.weight, state["head.weight"])
 
 
 def test_audio_task_shards_codec_vae_and_max_examples(trained, tmp_path):

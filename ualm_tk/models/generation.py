@@ -1,7 +1,8 @@
 """Generation with a trained UALM model on top of :func:`ualm_tk.inference.generate`.
 
 * :func:`load_model_dir`: an experiment directory of :mod:`ualm_tk.tasks.ualm` (``config.yaml``,
-  a ``*.pth`` and ``token_list/``) -> model (eval), layout, text tokenizer.
+  a ``*.pth`` and ``token_list/``) -> model (eval), layout, text tokenizer. The weights are the first
+  of :data:`MODEL_FILES` the directory holds: the averaged checkpoint before the single best.
 * :func:`generate_from_segments`: render the prompt (``render_example(..., prompt_only=True)``),
   write user audio features, then decode incrementally. The modality of the first segment of the
   final assistant turn decides the output: ``audio`` -> codec codes (all K streams, delay pattern,
@@ -33,7 +34,10 @@ from ualm_tk.tokens.text_tokenizer import AbsTextTokenizer, load_text_tokenizer
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILES = ("valid.loss.best.pth", "valid.acc.best.pth", "valid.loss.ave.pth", "latest.pth")
+# the first of these that a model dir holds is loaded: ESPnet's average of the keep_nbest_models best epochs
+# before the single best (mini recipe, session 9, average of 2: held-out categorical audio questions 69.3 ->
+# 72.0 %, text problems 96.5 -> 97.5 %)
+MODEL_FILES = ("valid.loss.ave.pth", "valid.acc.ave.pth", "valid.loss.best.pth", "valid.acc.best.pth", "latest.pth")
 
 
 @dataclass
