@@ -8,8 +8,9 @@ a classifier: for every categorical question type of ``qtypes.json`` (``categori
 such as ``first_event`` can use positions) and a small head picks the answer. Loss: mean
 cross-entropy over every (clip, question) label of the batch. Only training-set labels are used;
 the valid set picks the best epoch. ``shift_max_s`` / ``eq_db`` augment the training batches with
-label-preserving transforms (:mod:`ualm_tk.audio_encoder.augment`), seeded by (seed, epoch, batch). The LM then starts from the saved encoder
-(``--init_param <out>/encoder/model.pth::audio_encoder``), usually frozen.
+label-preserving transforms (:mod:`ualm_tk.audio_encoder.augment`), seeded by (seed, epoch, batch).
+The LM then starts from the saved encoder (``--init_param <out>/encoder/model.pth::audio_encoder``),
+usually frozen.
 
 Data: a Kaldi data dir of stage 2 (``wav.scp`` at the encoder's rate, mono) with ``qa/qa2utt``,
 ``qa/qtype``, ``qa/answer`` (stage 1 writes them). Shapes: ``wav [B,1,L]`` -> ``feats [B,T',D]`` ->
