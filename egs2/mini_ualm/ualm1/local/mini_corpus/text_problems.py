@@ -257,12 +257,7 @@ def make_problems(seed: int, split: str, n: int) -> List[Dict[str, str]]:
             raise RuntimeError(f"could not draw {n} distinct {split} text problems (got {len(out)})")
         qtype = live[len(out) % len(live)]
         if qtype == "table_fact":  # no held-out split holds table facts: they need no split of their own
-            ident, q, ans = _table_fact(rng)
-            solution, solved = solve(ident)
-            if solved != ans:
-                raise AssertionError(f"worked solution of {ident} ends in {solved}, the answer is {ans}")
-            out.append({"key": f"text-{split}-{len(out):05d}", "question": q, "answer": ans, "solution": solution,
-                        "qtype": "multiplication", "ident": ident})
+            out.append(_checked_problem(f"text-{split}-{len(out):05d}", *_table_fact(rng), "multiplication"))
             continue
         for _ in range(300):
             ident, q, ans = MAKERS[qtype](rng)
@@ -274,9 +269,13 @@ def make_problems(seed: int, split: str, n: int) -> List[Dict[str, str]]:
             exhausted.add(qtype)  # this kind has no fresh operands left for the split
             continue
         seen.add(ident)
-        solution, solved = solve(ident)
-        if solved != ans:
-            raise AssertionError(f"worked solution of {ident} ends in {solved}, the answer is {ans}")
-        out.append({"key": f"text-{split}-{len(out):05d}", "question": q, "answer": ans, "solution": solution,
-                    "qtype": qtype, "ident": ident})
+        out.append(_checked_problem(f"text-{split}-{len(out):05d}", ident, q, ans, qtype))
     return out
+
+
+def _checked_problem(key: str, ident: str, question: str, answer: str, qtype: str) -> Dict[str, str]:
+    """One problem record, its worked solution checked against its answer."""
+    solution, solved = solve(ident)
+    if solved != answer:
+        raise AssertionError(f"worked solution of {ident} ends in {solved}, the answer is {answer}")
+    return {"key": key, "question": question, "answer": answer, "solution": solution, "qtype": qtype, "ident": ident}
