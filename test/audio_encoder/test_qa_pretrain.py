@@ -17,10 +17,11 @@ TINY_LM = "egs2/TEMPLATE/ualm1/conf/train_ualm_tiny.yaml"
 
 def make_set(d: Path, n: int, seed: int):
     """Clips of a tone (220 or 880 Hz) followed or preceded by noise; questions: its frequency and
-    whether the noise comes first (an order question: the answer needs positions)."""
+    whether the noise comes first (an order question: the answer needs positions); ``metadata``: the
+    two events with their onsets and offsets."""
     rng = np.random.default_rng(seed)
     (d / "wavs").mkdir(parents=True)
-    wav, q2u, qtype, answer, question = {}, {}, {}, {}, {}
+    wav, q2u, qtype, answer, question, meta = {}, {}, {}, {}, {}, {}
     for i in range(n):
         utt = f"{d.name}-{i:03d}"
         f = FREQS[i % 2]
@@ -30,6 +31,9 @@ def make_set(d: Path, n: int, seed: int):
         tone = 0.3 * np.sin(2 * np.pi * float(f) * t + rng.uniform(0, 6))
         noise = 0.1 * rng.standard_normal(SR // 4)
         x = np.concatenate([noise, tone] if noise_first else [tone, noise]).astype(np.float32)
+        spans = [("noise", 0.0, 0.25), ("tone", 0.25, 0.25 + L / SR)] if noise_first else \
+            [("tone", 0.0, L / SR), ("noise", L / SR, L / SR + 0.25)]
+        meta[utt] = json.dumps(dict(events=[dict(zip(("class", "onset", "offset"), e)) for e in spans]))
         sf.write(d / "wavs" / f"{utt}.wav", x, SR)
         wav[utt] = str(d / "wavs" / f"{utt}.wav")
         for j, (qt, a) in enumerate((("tone_frequency", f), ("noise_first", "yes" if noise_first else "no"))):
@@ -38,6 +42,7 @@ def make_set(d: Path, n: int, seed: int):
         qid = f"{utt}-q9"  # a free-form question: not a label of the pre-training
         q2u[qid], qtype[qid], answer[qid], question[qid] = utt, "what_is_said", "hello there", "?"
     write_kaldi_file(d / "wav.scp", wav)
+    write_kaldi_file(d / "metadata", meta)
     for name, tab in (("qa2utt", q2u), ("qtype", qtype), ("answer", answer), ("question", question)):
         write_kaldi_file(d / "qa" / name, tab)
 
@@ -58,10 +63,15 @@ def qa_corpus(tmp_path_factory):
     return root
 
 
-def run_pretrain(root: Path, out: Path, repo_root: Path, *extra: str):
+def run_pretrain(root: Path, out: Path, repo_root: Path, *extra: str, add_conf: str = ""):
+    """Stage 5a on the test corpus with ``pre.yaml`` (+ the YAML lines ``add_conf``, written beside ``out``)."""
     from ualm_tk.bin.audio_encoder_pretrain import main
 
-    main(["--lm_config", str(repo_root / TINY_LM), "--config", str(root / "pre.yaml"), "--qtypes",
+    conf = root / "pre.yaml"
+    if add_conf:
+        conf = out.parent / f"{out.name}.yaml"
+        conf.write_text((root / "pre.yaml").read_text() + add_conf)
+    main(["--lm_config", str(repo_root / TINY_LM), "--config", str(conf), "--qtypes",
           str(root / "qtypes.json"), "--train_dir", str(root / "train"), "--valid_dir", str(root / "valid"),
           "--output_dir", str(out), "--num_threads", "1", *extra])
 
@@ -90,14 +100,8 @@ def test_pretraining_learns_held_out_labels_and_reports_them(pretrained):
 def test_bf16_pretraining_learns_the_same_labels(qa_corpus, pretrained, repo_root, tmp_path):
     """``cpu_bf16: true``: the forward runs under bfloat16 autocast; the encoder still learns the held-out labels,
     its saved weights are float32, and the training curve stays close to the float32 run's."""
-    conf = tmp_path / "pre_bf16.yaml"
-    conf.write_text((qa_corpus / "pre.yaml").read_text() + "cpu_bf16: true\n")
     out = tmp_path / "bf16"
-    from ualm_tk.bin.audio_encoder_pretrain import main
-
-    main(["--lm_config", str(repo_root / TINY_LM), "--config", str(conf), "--qtypes", str(qa_corpus / "qtypes.json"),
-          "--train_dir", str(qa_corpus / "train"), "--valid_dir", str(qa_corpus / "valid"),
-          "--output_dir", str(out), "--num_threads", "1"])
+    run_pretrain(qa_corpus, out, repo_root, add_conf="cpu_bf16: true\n")
     res = json.loads((out / "results.json").read_text())
     assert res["train_conf"]["cpu_bf16"] is True
     valid = res["results"]["valid"]["per_type"]
@@ -111,15 +115,10 @@ def test_augmented_pretraining_learns_the_same_labels(qa_corpus, repo_root, tmp_
     """``shift_max_s`` / ``eq_db``: training batches get leading silence and a random equaliser; the pitch and the
     order of tone and noise are still learnt (the transforms keep those labels true), and a run killed in epoch 6
     resumes with the same augmented batches (seeded by epoch and batch): the same training curve."""
-    conf = tmp_path / "pre_aug.yaml"
-    conf.write_text((qa_corpus / "pre.yaml").read_text() + "shift_max_s: 0.2\neq_db: 4.0\n")
     from ualm_tk.audio_encoder import qa_pretrain
-    from ualm_tk.bin.audio_encoder_pretrain import main
 
     def run(out):
-        main(["--lm_config", str(repo_root / TINY_LM), "--config", str(conf), "--qtypes", str(qa_corpus / "qtypes.json"),
-              "--train_dir", str(qa_corpus / "train"), "--valid_dir", str(qa_corpus / "valid"),
-              "--output_dir", str(out), "--num_threads", "1"])
+        run_pretrain(qa_corpus, out, repo_root, add_conf="shift_max_s: 0.2\neq_db: 4.0\n")
         return json.loads((out / "results.json").read_text())
 
     full = run(tmp_path / "full")
@@ -152,6 +151,30 @@ def test_augmented_pretraining_learns_the_same_labels(qa_corpus, repo_root, tmp_
     assert seen_resumed == seen_full[15:]  # epochs 6-12 again, batch for batch: the same augmented audio
     # 24 clips but many more lengths: each epoch draws new leading silence
     assert len({n for batch in seen_full for n, _ in batch}) > 100
+
+
+def test_frame_event_loss_teaches_each_frame_what_sounds_there(qa_corpus, repo_root, tmp_path):
+    """``frame_event_weight``: a frame head learns from the metadata's onsets/offsets which event sounds at each
+    encoder frame (reported as frame F1 on valid clips), beside the question labels, with augmentation on (the
+    leading silence moves the events along); the saved encoder is the LM's as before."""
+    out = tmp_path / "frames"
+    run_pretrain(qa_corpus, out, repo_root, add_conf="frame_event_weight: 1.0\nshift_max_s: 0.2\n")
+    assert json.loads((out / "label_space.json").read_text())["event_classes"] == ["noise", "tone"]
+    valid = json.loads((out / "results.json").read_text())["results"]["valid"]
+    assert valid["frame_f1"] >= 0.85  # tone vs noise frames of unseen clips (chance-level guessing: ~0.5)
+    assert valid["per_type"]["tone_frequency"]["accuracy"] >= 0.9
+    assert "Frame event F1 (frame head, 2 classes" in (out / "RESULTS.md").read_text()
+    assert not any(k.startswith("frame_head") for k in torch.load(out / "encoder" / "model.pth"))
+
+
+def test_leading_silence_moves_the_events_along():
+    from ualm_tk.audio_encoder.qa_pretrain import LabelledClip
+    from ualm_tk.scoring.models.corpus import Event
+
+    c = LabelledClip("u", np.ones(SR, np.float32), [(0, 1)], [Event("tone", 0.1, 0.6)])
+    d = c.delayed(np.concatenate([np.zeros(SR // 4, np.float32), c.wav]), SR)
+    assert d.events == [Event("tone", 0.35, 0.85)] and d.labels == c.labels and len(d.wav) == SR + SR // 4
+    assert c.events == [Event("tone", 0.1, 0.6)]  # the original clip is unchanged
 
 
 def test_the_lm_starts_from_the_pretrained_encoder(pretrained, repo_root):
@@ -197,3 +220,26 @@ def test_bad_labels_name_the_file_and_key(qa_corpus, repo_root, tmp_path):
         from ualm_tk.bin.audio_encoder_pretrain import read_confs
 
         read_confs(str(repo_root / TINY_LM), str(tmp_path / "typo.yaml"))
+
+
+def test_missing_or_bad_event_metadata_names_the_file_and_key(qa_corpus, tmp_path):
+    import shutil
+
+    from ualm_tk.audio_encoder.qa_pretrain import QALabelSpace, QAPretrainError, read_labelled_clips
+
+    space = QALabelSpace.from_qtypes_json(qa_corpus / "qtypes.json")
+    good = read_labelled_clips(qa_corpus / "train", space, SR, with_events=True)
+    assert len(good) == 24 and all(len(c.events) == 2 for c in good)
+    bad = tmp_path / "train"
+    shutil.copytree(qa_corpus / "train", bad)
+    lines = (bad / "metadata").read_text().splitlines()
+    (bad / "metadata").write_text("\n".join(['train-000 {"events": [{"class": "tone"}]}'] + lines[1:]) + "\n")
+    with pytest.raises(QAPretrainError, match=r"metadata \(key 'train-000'\): event 0 needs 'class', 'onset'"):
+        read_labelled_clips(bad, space, SR, with_events=True)
+    (bad / "metadata").write_text("\n".join(lines[1:]) + "\n")
+    with pytest.raises(QAPretrainError, match=r"metadata: no entry for key 'train-000'"):
+        read_labelled_clips(bad, space, SR, with_events=True)
+    assert len(read_labelled_clips(bad, space, SR)) == 24  # without the frame loss, metadata is not read
+    (bad / "metadata").unlink()
+    with pytest.raises(QAPretrainError, match=r"metadata: missing"):
+        read_labelled_clips(bad, space, SR, with_events=True)

@@ -320,6 +320,7 @@ def test_stage_5_leaves_a_model_dir_and_rerun_is_a_no_op(recipe_stage5, repo_roo
     # 5a: the audio encoder was pre-trained on the question labels and the LM started from it
     enc = rec / "exp" / "audio_encoder_train_ualm_tiny"
     assert (enc / "encoder" / "model.pth").is_file() and "| is_there_speech |" in (enc / "RESULTS.md").read_text()
+    assert "Frame event F1 (frame head" in (enc / "RESULTS.md").read_text()  # the corpus's timed events were read
     # 5b: the decoder pre-trained on text_only alone (the LM config, one epoch), scored on the valid problems;
     # the LM started from its weights except the audio encoder and adapter (those come from 5a)
     txt = rec / "exp" / "text_pretrain_train_ualm_tiny"

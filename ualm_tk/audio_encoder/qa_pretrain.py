@@ -9,12 +9,17 @@ such as ``first_event`` can use positions) and a small head picks the answer. Lo
 cross-entropy over every (clip, question) label of the batch. Only training-set labels are used;
 the valid set picks the best epoch. ``shift_max_s`` / ``eq_db`` augment the training batches with
 label-preserving transforms (:mod:`ualm_tk.audio_encoder.augment`), seeded by (seed, epoch, batch).
+``frame_event_weight > 0`` adds a frame-level event loss: a linear head on every encoder frame
+predicts which event classes sound at that frame (strong labels from the onsets/offsets of the
+data dir's ``metadata``, binary cross-entropy summed over classes, averaged over frames), so each
+frame says what sounds *there* - what the LM reads when asked which event comes first or last.
 The LM then starts from the saved encoder (``--init_param <out>/encoder/model.pth::audio_encoder``),
 usually frozen.
 
 Data: a Kaldi data dir of stage 2 (``wav.scp`` at the encoder's rate, mono) with ``qa/qa2utt``,
-``qa/qtype``, ``qa/answer`` (stage 1 writes them). Shapes: ``wav [B,1,L]`` -> ``feats [B,T',D]`` ->
-``pooled [B,Q,D]`` -> per type ``logits [B, A_q]``.
+``qa/qtype``, ``qa/answer`` (stage 1 writes them), and ``metadata`` for the frame loss. Shapes:
+``wav [B,1,L]`` -> ``feats [B,T',D]`` -> ``pooled [B,Q,D]`` -> per type ``logits [B, A_q]``; frame
+head ``feats [B,T',D]`` -> ``frame_logits [B,T',C]`` (C event classes of the training metadata).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -37,6 +42,7 @@ from ualm_tk.audio_encoder import AbsAudioEncoder
 from ualm_tk.audio_encoder.augment import WavAugment
 from ualm_tk.data.kaldi_files import read_kaldi_file
 from ualm_tk.data.lm_dataset import load_wav
+from ualm_tk.scoring.models.corpus import CorpusError, Event, frame_targets, parse_events
 
 logger = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
@@ -45,6 +51,7 @@ TRAIN_DEFAULTS: Dict[str, Any] = dict(
     max_epochs=30, batch_size=16, lr=1.0e-3, weight_decay=0.01, warmup_epochs=1, grad_clip=1.0, patience=8, seed=0,
     cpu_bf16=False,  # forward under torch.autocast("cpu", bfloat16): products in bf16, weights and loss float32
     shift_max_s=0.0, eq_db=0.0,  # training-batch augmentation (ualm_tk.audio_encoder.augment); 0 = off
+    frame_event_weight=0.0,  # weight of the frame-level event loss (metadata onsets/offsets); 0 = off
 )
 
 
@@ -58,6 +65,7 @@ class QALabelSpace:
 
     qtypes: List[str]
     answers: Dict[str, List[str]]
+    event_classes: List[str] = field(default_factory=list)  # frame-loss classes (empty: no frame loss)
 
     @classmethod
     def from_qtypes_json(cls, path: PathLike) -> "QALabelSpace":
@@ -75,7 +83,7 @@ class QALabelSpace:
         return cls(names, answers)
 
     def to_json(self) -> Dict[str, Any]:
-        return dict(qtypes=self.qtypes, answers=self.answers)
+        return dict(qtypes=self.qtypes, answers=self.answers, event_classes=self.event_classes)
 
 
 @dataclass
@@ -83,6 +91,13 @@ class LabelledClip:
     utt: str
     wav: np.ndarray  # [L] float32
     labels: List[Tuple[int, int]]  # (question type index, answer index)
+    events: List[Event] = field(default_factory=list)  # timed events of the clip (for the frame loss)
+
+    def delayed(self, wav: np.ndarray, sample_rate: int) -> "LabelledClip":
+        """This clip with ``wav`` (an augmented copy that may start with extra silence): events moved along."""
+        dt = (len(wav) - len(self.wav)) / sample_rate
+        moved = [Event(e.label, e.onset + dt, e.offset + dt) for e in self.events]
+        return LabelledClip(self.utt, wav, self.labels, moved)
 
 
 def read_qa_labels(data_dir: PathLike, space: QALabelSpace) -> Dict[str, List[Tuple[int, int]]]:
@@ -113,8 +128,27 @@ def read_qa_labels(data_dir: PathLike, space: QALabelSpace) -> Dict[str, List[Tu
     return out
 
 
-def read_labelled_clips(data_dir: PathLike, space: QALabelSpace, sample_rate: int) -> List[LabelledClip]:
-    """Audio of ``data_dir/wav.scp`` with its categorical labels (clips without any are left out)."""
+def read_events(data_dir: PathLike, utts: Sequence[str]) -> Dict[str, List[Event]]:
+    """``utt -> timed events`` from ``data_dir/metadata`` for every utt of ``utts``."""
+    path = Path(data_dir) / "metadata"
+    if not path.is_file():
+        raise QAPretrainError(f"{path}: missing (the frame-level event loss needs the clips' timed events)")
+    meta = read_kaldi_file(path)
+    out = {}
+    for u in utts:
+        if u not in meta:
+            raise QAPretrainError(f"{path}: no entry for key '{u}' (its clip has question labels)")
+        try:
+            out[u] = parse_events(path, u, meta[u])[0]
+        except CorpusError as e:
+            raise QAPretrainError(str(e)) from None
+    return out
+
+
+def read_labelled_clips(data_dir: PathLike, space: QALabelSpace, sample_rate: int,
+                        with_events: bool = False) -> List[LabelledClip]:
+    """Audio of ``data_dir/wav.scp`` with its categorical labels (clips without any are left out) and,
+    ``with_events``, the timed events of ``data_dir/metadata``."""
     scp = Path(data_dir) / "wav.scp"
     if not scp.is_file():
         raise QAPretrainError(f"{scp}: missing (give a formatted data dir of stage 2)")
@@ -123,7 +157,9 @@ def read_labelled_clips(data_dir: PathLike, space: QALabelSpace, sample_rate: in
     unknown = sorted(set(labels) - set(wavs))
     if unknown:
         raise QAPretrainError(f"{Path(data_dir) / 'qa' / 'qa2utt'}: utterance '{unknown[0]}' is not in {scp}")
-    clips = [LabelledClip(u, load_wav(p, sample_rate, u), labels[u]) for u, p in wavs.items() if u in labels]
+    events = read_events(data_dir, sorted(labels)) if with_events else {}
+    clips = [LabelledClip(u, load_wav(p, sample_rate, u), labels[u], events.get(u, []))
+             for u, p in wavs.items() if u in labels]
     if not clips:
         raise QAPretrainError(f"{data_dir}: no clip has a categorical question")
     logger.info("%s: %d clips, %d labels", data_dir, len(clips), sum(len(c.labels) for c in clips))
@@ -162,15 +198,28 @@ class QAHeads(torch.nn.Module):
 
 
 class EncoderQAClassifier(torch.nn.Module):
+    """Encoder + question heads (+ a frame event head when ``space.event_classes`` is not empty)."""
+
     def __init__(self, encoder: AbsAudioEncoder, space: QALabelSpace, num_heads: int = 4, dropout: float = 0.1):
         super().__init__()
         self.encoder = encoder
         self.heads = QAHeads(encoder.output_size, [len(space.answers[q]) for q in space.qtypes], num_heads, dropout)
+        self.event_index = {c: i for i, c in enumerate(space.event_classes)}
+        self.frame_head = (torch.nn.Linear(encoder.output_size, len(space.event_classes))
+                           if space.event_classes else None)
 
-    def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> List[torch.Tensor]:
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor
+                ) -> Tuple[List[torch.Tensor], Optional[torch.Tensor], torch.Tensor]:
+        """-> per type ``logits [B, A_q]``, ``frame_logits [B,T',C]`` (None without a frame head), ``keep [B,T']``."""
         feats, flen = self.encoder(wav, lengths)  # [B,T',D], [B]
         keep = torch.arange(feats.shape[1], device=feats.device)[None, :] < flen[:, None]  # [B,T']
-        return self.heads(feats, keep)
+        frames = self.frame_head(feats) if self.frame_head is not None else None
+        return self.heads(feats, keep), frames, keep
+
+    def frame_targets(self, clips: Sequence[LabelledClip], num_frames: int) -> torch.Tensor:
+        """Strong labels ``[B,T',C]`` of ``clips`` at the encoder's frame rate."""
+        return torch.stack([frame_targets(c.events, self.event_index, num_frames, self.encoder.frame_rate)
+                            for c in clips])
 
 
 def collate_wavs(clips: Sequence[LabelledClip]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -182,25 +231,35 @@ def collate_wavs(clips: Sequence[LabelledClip]) -> Tuple[torch.Tensor, torch.Ten
     return wav, torch.tensor([len(c.wav) for c in clips])
 
 
-def forward_logits(model: EncoderQAClassifier, clips: Sequence[LabelledClip],
-                   cpu_bf16: bool = False) -> List[torch.Tensor]:
-    """Per question type ``logits [B, answers]`` (float32), the forward under bf16 autocast when ``cpu_bf16``."""
+def forward_logits(model: EncoderQAClassifier, clips: Sequence[LabelledClip], cpu_bf16: bool = False
+                   ) -> Tuple[List[torch.Tensor], Optional[torch.Tensor], torch.Tensor]:
+    """:meth:`EncoderQAClassifier.forward` of ``clips`` in float32, under bf16 autocast when ``cpu_bf16``."""
     wav, lengths = collate_wavs(clips)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_bf16 and wav.device.type == "cpu"):
-        logits = model(wav, lengths)
-    return [x.float() for x in logits]
+        logits, frames, keep = model(wav, lengths)
+    return [x.float() for x in logits], (frames.float() if frames is not None else None), keep
 
 
-def batch_loss(model: EncoderQAClassifier, clips: Sequence[LabelledClip],
-               cpu_bf16: bool = False) -> Tuple[torch.Tensor, int]:
-    """Mean CE over every label of the batch -> ``(loss, number of labels)``."""
-    logits = forward_logits(model, clips, cpu_bf16)
+def frame_event_loss(frames: torch.Tensor, targets: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """BCE of ``frames [B,T,C]`` (logits) against ``targets [B,T,C]``, summed over classes, mean over kept frames."""
+    bce = F.binary_cross_entropy_with_logits(frames, targets, reduction="none").sum(-1)  # [B,T]
+    return (bce * keep).sum() / keep.sum()
+
+
+def batch_loss(model: EncoderQAClassifier, clips: Sequence[LabelledClip], cpu_bf16: bool = False,
+               frame_weight: float = 0.0) -> Tuple[torch.Tensor, int]:
+    """Mean CE over every label of the batch (+ ``frame_weight`` x the frame event loss)
+    -> ``(loss, number of labels)``."""
+    logits, frames, keep = forward_logits(model, clips, cpu_bf16)
     total, n = 0.0, 0
     for b, c in enumerate(clips):
         for q, a in c.labels:
             total = total + F.cross_entropy(logits[q][b : b + 1], torch.tensor([a]), reduction="sum")
             n += 1
-    return total / max(n, 1), n
+    loss = total / max(n, 1)
+    if frame_weight > 0 and frames is not None:
+        loss = loss + frame_weight * frame_event_loss(frames, model.frame_targets(clips, frames.shape[1]), keep)
+    return loss, n
 
 
 def length_batches(clips: Sequence[LabelledClip], batch_size: int, rng: Optional[random.Random]) -> List[List[int]]:
@@ -215,14 +274,22 @@ def length_batches(clips: Sequence[LabelledClip], batch_size: int, rng: Optional
 @torch.no_grad()
 def evaluate(model: EncoderQAClassifier, clips: Sequence[LabelledClip], space: QALabelSpace,
              batch_size: int = 16, cpu_bf16: bool = False) -> Dict[str, Any]:
-    """Per question type: accuracy, count, majority-answer share of this set; overall accuracy."""
+    """Per question type: accuracy, count, majority-answer share of this set; overall accuracy; with a
+    frame head, ``frame_f1`` (micro F1 of the frame event predictions at posterior 0.5)."""
     model.eval()
     correct = np.zeros(len(space.qtypes))
     count = np.zeros(len(space.qtypes))
     answers: List[Dict[int, int]] = [dict() for _ in space.qtypes]
+    tp = fp = fn = 0
     for idx in length_batches(clips, batch_size, None):
         batch = [clips[i] for i in idx]
-        logits = forward_logits(model, batch, cpu_bf16)
+        logits, frames, keep = forward_logits(model, batch, cpu_bf16)
+        if frames is not None:
+            pred = (frames > 0) & keep[:, :, None]  # [B,T',C]
+            truth = (model.frame_targets(batch, frames.shape[1]) > 0.5) & keep[:, :, None]
+            tp += int((pred & truth).sum())
+            fp += int((pred & ~truth).sum())
+            fn += int((~pred & truth).sum())
         for b, c in enumerate(batch):
             for q, a in c.labels:
                 correct[q] += int(int(logits[q][b].argmax()) == a)
@@ -233,7 +300,10 @@ def evaluate(model: EncoderQAClassifier, clips: Sequence[LabelledClip], space: Q
                 majority=float(max(answers[i].values()) / count[i]))
         for i, t in enumerate(space.qtypes) if count[i] > 0
     }
-    return dict(accuracy=float(correct.sum() / max(count.sum(), 1)), count=int(count.sum()), per_type=per_type)
+    out = dict(accuracy=float(correct.sum() / max(count.sum(), 1)), count=int(count.sum()), per_type=per_type)
+    if model.frame_head is not None:
+        out["frame_f1"] = 2 * tp / max(2 * tp + fp + fn, 1)
+    return out
 
 
 def pretrain(model: EncoderQAClassifier, train: Sequence[LabelledClip], valid: Sequence[LabelledClip],
@@ -269,8 +339,8 @@ def pretrain(model: EncoderQAClassifier, train: Sequence[LabelledClip], valid: S
             clips = [train[i] for i in idx]
             if augment.active:  # seeded by (seed, epoch, batch): a resumed run sees the same batches
                 arng = np.random.default_rng([conf["seed"], epoch, b])
-                clips = [LabelledClip(c.utt, augment(c.wav, arng), c.labels) for c in clips]
-            loss, n = batch_loss(model, clips, conf["cpu_bf16"])
+                clips = [c.delayed(augment(c.wav, arng), augment.sample_rate) for c in clips]
+            loss, n = batch_loss(model, clips, conf["cpu_bf16"], conf["frame_event_weight"])
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), conf["grad_clip"])
@@ -306,8 +376,11 @@ def results_markdown(space: QALabelSpace, results: Dict[str, Dict[str, Any]], st
     lines = ["# Audio encoder pre-training on categorical question labels", "",
              f"Best epoch {state['best_epoch']} of {state['epoch']} (by valid accuracy).", ""]
     for name, res in results.items():
-        lines += [f"## {name}: accuracy {res['accuracy']:.3f} over {res['count']} questions", "",
-                  "| question type | questions | accuracy | majority answer |", "|---|---:|---:|---:|"]
+        lines += [f"## {name}: accuracy {res['accuracy']:.3f} over {res['count']} questions", ""]
+        if "frame_f1" in res:
+            lines += [f"Frame event F1 (frame head, {len(space.event_classes)} classes, posterior 0.5): "
+                      f"{res['frame_f1']:.3f}", ""]
+        lines += ["| question type | questions | accuracy | majority answer |", "|---|---:|---:|---:|"]
         for t in space.qtypes:
             r = res["per_type"].get(t)
             if r:

@@ -11,8 +11,9 @@ The encoder is the one ``--lm_config`` names (``audio_encoder``, ``audio_encoder
 ``--init_param <output_dir>/encoder/model.pth::audio_encoder``. ``--config`` (YAML) may set
 ``max_epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``warmup_epochs``, ``grad_clip``,
 ``patience``, ``seed``, ``cpu_bf16`` (the forward under bfloat16 autocast on CPU), ``shift_max_s`` and
-``eq_db`` (training-batch augmentation, :mod:`ualm_tk.audio_encoder.augment`; 0 = off), ``num_heads``,
-``dropout``; other keys are an error.
+``eq_db`` (training-batch augmentation, :mod:`ualm_tk.audio_encoder.augment`; 0 = off),
+``frame_event_weight`` (the frame-level event loss on the data dirs' ``metadata`` events; 0 = off),
+``num_heads``, ``dropout``; other keys are an error.
 
 Writes ``<output_dir>/encoder/`` (component dir of the best valid epoch), ``results.json``,
 ``RESULTS.md`` (accuracy per question type with the majority-answer share beside it, per set;
@@ -88,9 +89,14 @@ def main(cmd: Optional[List[str]] = None) -> None:
         torch.manual_seed(train_conf["seed"])
         encoder = build_audio_encoder(name, enc_conf)
         sr = encoder.sample_rate
-        train = read_labelled_clips(args.train_dir, space, sr)
-        valid = read_labelled_clips(args.valid_dir, space, sr)
-        test = read_labelled_clips(args.test_dir, space, sr) if args.test_dir else None
+        events = train_conf["frame_event_weight"] > 0
+        train = read_labelled_clips(args.train_dir, space, sr, events)
+        valid = read_labelled_clips(args.valid_dir, space, sr, events)
+        test = read_labelled_clips(args.test_dir, space, sr, events) if args.test_dir else None
+        if events:
+            space.event_classes = sorted({e.label for c in train for e in c.events})
+            if not space.event_classes:
+                raise QAPretrainError(f"{args.train_dir}/metadata: no timed events (frame_event_weight needs them)")
     except QAPretrainError as e:
         raise SystemExit(f"audio_encoder_pretrain: {e}")
     with open(out / "label_space.json", "w", encoding="utf-8") as f:

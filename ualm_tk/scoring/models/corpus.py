@@ -73,7 +73,8 @@ def _resolve(p: str, scp: Path) -> Path:
     return cand
 
 
-def _parse_events(path: Path, utt: str, value: str) -> Tuple[List[Event], Optional[str]]:
+def parse_events(path: Path, utt: str, value: str) -> Tuple[List[Event], Optional[str]]:
+    """One ``metadata`` value (JSON with an ``events`` list of class/onset/offset) -> events, category."""
     try:
         doc = json.loads(value)
     except json.JSONDecodeError as e:
@@ -117,7 +118,7 @@ def read_clips(data_dir: PathLike, audio_dir: PathLike, need_events: bool = Fals
         if meta is not None:
             if utt not in meta:
                 raise CorpusError(f"{meta_path}: no entry for key '{utt}' of {scp}")
-            c.events, c.category = _parse_events(meta_path, utt, meta[utt])
+            c.events, c.category = parse_events(meta_path, utt, meta[utt])
         if text is not None:
             if utt not in text:
                 raise CorpusError(f"{text_path}: no entry for key '{utt}' of {scp}")
