@@ -200,6 +200,18 @@ def test_rerun_resumes_instead_of_training_again(qa_corpus, pretrained, repo_roo
     assert after == before  # every epoch was already done: nothing retrained
 
 
+def test_a_checkpoint_of_another_config_is_refused_not_resumed(qa_corpus, pretrained, repo_root, tmp_path):
+    """Re-running 5a with a changed config in a directory holding another run's checkpoint says so (which keys
+    differ, how to start again) instead of resuming that run or failing inside torch."""
+    import shutil
+
+    out = tmp_path / "changed"
+    shutil.copytree(pretrained, out)
+    with pytest.raises(SystemExit, match=r"checkpoint.pth: written by a run with another config \(frame_event_weight "
+                                         r"differ\); delete it \(run.sh: --force true\)"):
+        run_pretrain(qa_corpus, out, repo_root, add_conf="frame_event_weight: 1.0\n")
+
+
 def test_bad_labels_name_the_file_and_key(qa_corpus, repo_root, tmp_path):
     import shutil
 

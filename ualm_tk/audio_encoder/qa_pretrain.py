@@ -321,6 +321,14 @@ def pretrain(model: EncoderQAClassifier, train: Sequence[LabelledClip], valid: S
     ckpt = out_dir / "checkpoint.pth"
     if ckpt.is_file():
         saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if saved.get("conf", conf) != conf:
+            changed = sorted(k for k in set(conf) | set(saved["conf"]) if conf.get(k) != saved["conf"].get(k))
+            raise QAPretrainError(f"{ckpt}: written by a run with another config ({', '.join(changed)} differ); "
+                                  "delete it (run.sh: --force true) to train again with this one")
+        odd = sorted(set(model.state_dict()) ^ set(saved["model"]))
+        if odd:
+            raise QAPretrainError(f"{ckpt}: its weights do not fit this model (e.g. '{odd[0]}', {len(odd)} names "
+                                  "differ); delete it (run.sh: --force true) to train again")
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optim"])
         sched.load_state_dict(saved["sched"])
@@ -366,7 +374,8 @@ def pretrain(model: EncoderQAClassifier, train: Sequence[LabelledClip], valid: S
             logger.info("no valid improvement for %d epochs: stopping after epoch %d", conf["patience"], epoch)
             state["stopped"] = True
         tmp = out_dir / ".checkpoint.pth.tmp"
-        torch.save(dict(model=model.state_dict(), optim=opt.state_dict(), sched=sched.state_dict(), state=state), tmp)
+        torch.save(dict(model=model.state_dict(), optim=opt.state_dict(), sched=sched.state_dict(), state=state,
+                        conf=conf), tmp)
         os.replace(tmp, ckpt)
     return state
 

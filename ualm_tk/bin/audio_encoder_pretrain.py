@@ -105,7 +105,10 @@ def main(cmd: Optional[List[str]] = None) -> None:
     logging.info("pre-training %s (%s) on %d question types: %.2f M parameters (encoder %.2f M)", name, enc_conf,
                  len(space.qtypes), sum(p.numel() for p in model.parameters()) / 1e6,
                  sum(p.numel() for p in encoder.parameters()) / 1e6)
-    state = pretrain(model, train, valid, space, out, train_conf)
+    try:
+        state = pretrain(model, train, valid, space, out, train_conf)
+    except QAPretrainError as e:
+        raise SystemExit(f"audio_encoder_pretrain: {e}")
     model.load_state_dict(torch.load(out / "best.pth", map_location="cpu"))
     results = {"valid": state["best"]}
     if test is not None:
