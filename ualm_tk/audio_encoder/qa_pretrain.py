@@ -42,7 +42,7 @@ from ualm_tk.audio_encoder import AbsAudioEncoder
 from ualm_tk.audio_encoder.augment import WavAugment
 from ualm_tk.data.kaldi_files import read_kaldi_file
 from ualm_tk.data.lm_dataset import load_wav
-from ualm_tk.scoring.models.corpus import CorpusError, Event, frame_targets, parse_events
+from ualm_tk.scoring.models.corpus import CorpusError, Event, FrameF1, frame_bce, frame_targets, parse_events
 
 logger = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
@@ -240,12 +240,6 @@ def forward_logits(model: EncoderQAClassifier, clips: Sequence[LabelledClip], cp
     return [x.float() for x in logits], (frames.float() if frames is not None else None), keep
 
 
-def frame_event_loss(frames: torch.Tensor, targets: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """BCE of ``frames [B,T,C]`` (logits) against ``targets [B,T,C]``, summed over classes, mean over kept frames."""
-    bce = F.binary_cross_entropy_with_logits(frames, targets, reduction="none").sum(-1)  # [B,T]
-    return (bce * keep).sum() / keep.sum()
-
-
 def batch_loss(model: EncoderQAClassifier, clips: Sequence[LabelledClip], cpu_bf16: bool = False,
                frame_weight: float = 0.0) -> Tuple[torch.Tensor, int]:
     """Mean CE over every label of the batch (+ ``frame_weight`` x the frame event loss)
@@ -258,7 +252,7 @@ def batch_loss(model: EncoderQAClassifier, clips: Sequence[LabelledClip], cpu_bf
             n += 1
     loss = total / max(n, 1)
     if frame_weight > 0 and frames is not None:
-        loss = loss + frame_weight * frame_event_loss(frames, model.frame_targets(clips, frames.shape[1]), keep)
+        loss = loss + frame_weight * frame_bce(frames, model.frame_targets(clips, frames.shape[1]), keep)
     return loss, n
 
 
@@ -280,16 +274,13 @@ def evaluate(model: EncoderQAClassifier, clips: Sequence[LabelledClip], space: Q
     correct = np.zeros(len(space.qtypes))
     count = np.zeros(len(space.qtypes))
     answers: List[Dict[int, int]] = [dict() for _ in space.qtypes]
-    tp = fp = fn = 0
+    frame_f1 = FrameF1()
     for idx in length_batches(clips, batch_size, None):
         batch = [clips[i] for i in idx]
         logits, frames, keep = forward_logits(model, batch, cpu_bf16)
         if frames is not None:
-            pred = (frames > 0) & keep[:, :, None]  # [B,T',C]
-            truth = (model.frame_targets(batch, frames.shape[1]) > 0.5) & keep[:, :, None]
-            tp += int((pred & truth).sum())
-            fp += int((pred & ~truth).sum())
-            fn += int((~pred & truth).sum())
+            truth = model.frame_targets(batch, frames.shape[1]) > 0.5  # [B,T',C]
+            frame_f1.add((frames > 0) & keep[:, :, None], truth & keep[:, :, None])
         for b, c in enumerate(batch):
             for q, a in c.labels:
                 correct[q] += int(int(logits[q][b].argmax()) == a)
@@ -302,7 +293,7 @@ def evaluate(model: EncoderQAClassifier, clips: Sequence[LabelledClip], space: Q
     }
     out = dict(accuracy=float(correct.sum() / max(count.sum(), 1)), count=int(count.sum()), per_type=per_type)
     if model.frame_head is not None:
-        out["frame_f1"] = 2 * tp / max(2 * tp + fp + fn, 1)
+        out["frame_f1"] = frame_f1.f1
     return out
 
 

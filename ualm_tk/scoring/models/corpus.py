@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from ualm_tk.data.kaldi_files import read_kaldi_file
@@ -209,6 +210,29 @@ def frame_targets(events: Sequence[Event], class_index: Dict[str, int], num_fram
         b = max(a + 1, int(-(-e.offset * frame_rate // 1)))
         y[a:min(b, num_frames), class_index[e.label]] = 1.0
     return y
+
+
+def frame_bce(logits: torch.Tensor, targets: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """BCE of frame ``logits [B,T,C]`` against strong labels ``targets [B,T,C]``, summed over classes (a rare
+    class's positives are not diluted by the many negatives), averaged over the kept frames ``keep [B,T]``."""
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(-1)  # [B, T]
+    return (bce * keep).sum() / keep.sum()
+
+
+class FrameF1:
+    """Micro F1 of frame-level event predictions, accumulated batch by batch (bool arrays or tensors)."""
+
+    def __init__(self) -> None:
+        self.tp = self.fp = self.fn = 0
+
+    def add(self, pred, truth) -> None:
+        self.tp += int((pred & truth).sum())
+        self.fp += int((pred & ~truth).sum())
+        self.fn += int((~pred & truth).sum())
+
+    @property
+    def f1(self) -> float:
+        return 2 * self.tp / max(1, 2 * self.tp + self.fp + self.fn)
 
 
 def clip_targets(events: Sequence[Event], class_index: Dict[str, int]) -> torch.Tensor:

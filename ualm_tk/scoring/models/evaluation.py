@@ -30,7 +30,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from ualm_tk.scoring.models.abs_scorer import AbsScorer
-from ualm_tk.scoring.models.corpus import Clip, frame_targets
+from ualm_tk.scoring.models.corpus import Clip, FrameF1, frame_targets
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def evaluate_tagging(scorer: AbsScorer, clips: Sequence[Clip],
     thr = float(getattr(scorer, "threshold", 0.5))
     has_frames = "frame_posteriors" in scorer.capabilities
     P, Y, unknown = [], [], set()
-    tp_f = fp_f = fn_f = 0
+    frame_f1 = FrameF1()
     for c in tqdm(clips, desc="tagging", mininterval=10):
         wav, sr = _read(c)
         p, _ = scorer.clip_posteriors(wav, sr)
@@ -118,11 +118,7 @@ def evaluate_tagging(scorer: AbsScorer, clips: Sequence[Clip],
         Y.append(y)
         if has_frames:
             fp, rate, _ = scorer.frame_posteriors(wav, sr)
-            yt = frame_targets(c.events, index, fp.shape[0], rate).numpy() > 0.5
-            pt = fp > thr
-            tp_f += int((pt & yt).sum())
-            fp_f += int((pt & ~yt).sum())
-            fn_f += int((~pt & yt).sum())
+            frame_f1.add(fp > thr, frame_targets(c.events, index, fp.shape[0], rate).numpy() > 0.5)
     P, Y = np.stack(P), np.stack(Y)  # [N, C]
     # events of classes the scorer does not know count as missed
     n_unknown = sum(1 for c in clips for lab in c.labels if lab not in index)
@@ -166,7 +162,7 @@ def evaluate_tagging(scorer: AbsScorer, clips: Sequence[Clip],
         "unknown_classes": sorted(unknown),
     }
     if has_frames:
-        res["frame_f1"] = 2 * tp_f / max(1, 2 * tp_f + fp_f + fn_f)
+        res["frame_f1"] = frame_f1.f1
         res["frame_rate"] = float(rate)
     return res
 

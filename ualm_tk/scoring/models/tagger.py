@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from typeguard import typechecked
 
 from ualm_tk.scoring.models.backbone import ConvTransformerBackbone, masked_softmax_pool
-from ualm_tk.scoring.models.corpus import Clip, clip_targets, frame_targets
+from ualm_tk.scoring.models.corpus import Clip, clip_targets, frame_bce, frame_targets
 from ualm_tk.scoring.models.frontend import LogMel, pitch_warp
 from ualm_tk.scoring.models.trainable import TrainableScorer
 
@@ -119,9 +119,7 @@ class Tagger(TrainableScorer):
         y_frame = torch.stack([frame_targets(c.events, self.class_index, T, self.frame_rate) for c in clips])
         y_clip = torch.stack([clip_targets(c.events, self.class_index) for c in clips])
         y_frame, y_clip = y_frame.to(z.device), y_clip.to(z.device)
-        # summed over classes (a rare class's positives are not diluted by the 100+ negatives)
-        bce = F.binary_cross_entropy_with_logits(z, y_frame, reduction="none").sum(-1)  # [B, T]
-        frame_loss = (bce * keep).sum() / keep.sum()
+        frame_loss = frame_bce(z, y_frame, keep)
         clip_loss = F.binary_cross_entropy(clip, y_clip, reduction="none").sum(-1).mean()
         loss = clip_loss + self.frame_loss_weight * frame_loss
         with torch.no_grad():
