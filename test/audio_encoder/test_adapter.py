@@ -115,3 +115,21 @@ def test_batch_without_audio_and_lower_precision_embeds():
     one[1, 2] = True
     out = insert_features(embeds, one, torch.ones(2, 1, 4), torch.tensor([0, 1]))
     assert out.dtype == torch.bfloat16 and out[1, 2].tolist() == [1.0] * 4 and torch.equal(out[0], embeds[0])
+
+
+def test_adapter_layer_mix_starts_at_the_mean_and_learns_the_weights():
+    torch.manual_seed(0)
+    ad = AudioAdapter(16, 40, num_layers=1, mix_layers=3)
+    layers = torch.randn(3, 2, 7, 16)  # [H, B, T', D]
+    out = ad(layers)
+    assert out.shape == (2, 7, 40)
+    torch.testing.assert_close(out, ad.net(layers.mean(0)))  # zero-initialised weights: the plain mean
+    out[:, :, 0].sum().backward()
+    assert ad.layer_weights.grad.abs().min() > 0
+    with torch.no_grad():
+        ad.layer_weights.copy_(torch.tensor([0.0, 0.0, 30.0]))  # (almost) all weight on the last layer
+    torch.testing.assert_close(ad(layers), ad.net(layers[-1]), atol=1e-5, rtol=1e-5)
+    with pytest.raises(FeatureInsertionError, match=r"mixes 3 encoder layers, so it takes \[H=3, B, T', D\], got \(2, 7, 16\)"):
+        ad(layers[0])
+    with pytest.raises(ValueError, match="mix_layers must be >= 1"):
+        AudioAdapter(16, 40, mix_layers=0)

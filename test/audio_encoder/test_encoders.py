@@ -170,3 +170,23 @@ def test_mel_transformer_sizes_and_bad_conf():
     assert build_audio_encoder("none") is None and build_audio_encoder(None) is None  # generation-only models
     with pytest.raises(ValueError, match="must be one of \\('mel_transformer', 'whisper', None\\): --audio_encoder wav2vec9"):
         build_audio_encoder("wav2vec9", {})
+
+
+def test_hidden_layers_end_with_the_features(encoder_name, make_encoder):
+    """``all_layers=True``: every hidden layer [H, B, T', D], the last one exactly the usual features."""
+    enc = make_encoder(encoder_name)
+    H = enc.num_hidden_layers
+    assert H is not None and H >= 2
+    wav, lengths = batch([tone(37920, 440.0, seed=1), tone(16001, 1200.0, seed=2)])
+    with torch.no_grad():
+        feats, n = enc(wav, lengths)
+        layers, n_layers = enc(wav, lengths, all_layers=True)
+        alone, _ = enc(wav[1:, :, :16001], all_layers=True)
+    assert torch.equal(n, n_layers)
+    assert layers.shape == (H, 2, int(n.max()), enc.output_size)
+    torch.testing.assert_close(layers[-1], feats, atol=0, rtol=0)
+    assert torch.all(layers[:, 1, int(n[1]):] == 0), "frames past the clip are not zero in some layer"
+    # a clip's layers do not depend on its batch, and the layers are not copies of one another
+    torch.testing.assert_close(layers[:, 1, : int(n[1])], alone[:, 0], atol=2e-5, rtol=1e-4)
+    for h in range(H - 1):
+        assert (layers[h, 0] - layers[h + 1, 0]).abs().max() > 1e-3, f"layers {h} and {h + 1} are identical"

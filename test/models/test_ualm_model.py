@@ -236,6 +236,44 @@ def test_alignment_phase_trains_only_adapter_and_audio_rows(lm_corpus):
     assert all(p.requires_grad for p in model.decoder.parameters())
 
 
+def test_encoder_layer_mix_trains_the_layer_weights_of_a_frozen_encoder(lm_corpus):
+    lay = lm_corpus["layout"]
+    torch.manual_seed(0)
+    dec = build_decoder("transformer", dict(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2))
+    enc = build_audio_encoder("mel_transformer", dict(size="tiny", dropout=0.0, freeze=True))
+    model = UALMModel(layout=lay, decoder=dec, pattern=build_pattern("delay"), audio_encoder=enc, encoder_layer_mix=True)
+    assert model.adapter.layer_weights.shape == (enc.num_hidden_layers,)
+    ds = dataset(lm_corpus, ["audio_qa"], train=False)
+    _, batch = collate([ds[(i, 0)] for i in range(3)])
+    loss, _, _ = model(**batch)
+    loss.backward()
+    assert model.adapter.layer_weights.grad.abs().sum() > 0
+    assert all(p.grad is None for p in enc.parameters())
+    # the same batch through the last layer only differs: the lower layers reach the LM
+    plain = make_model(lay)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if k != "adapter.layer_weights"})
+    assert abs(float(plain(**batch)[0].detach()) - float(loss.detach())) > 1e-4
+    model.set_alignment_phase(True)
+    assert model.adapter.layer_weights.requires_grad
+
+
+def test_encoder_layer_mix_needs_an_encoder_that_gives_its_layers(lm_corpus):
+    from ualm_tk.audio_encoder import AbsAudioEncoder
+
+    class LastLayerOnly(AbsAudioEncoder):  # a registry entry that does not implement _encode_layers
+        sample_rate, frame_rate, output_size = 16000, 25.0, 8
+
+        def _encode(self, wav, lengths, feat_lengths):
+            return wav.new_zeros(wav.shape[0], int(feat_lengths.max()), 8)
+
+    dec = build_decoder("transformer", dict(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2))
+    with pytest.raises(ValueError, match="LastLayerOnly does not give its hidden layers; set encoder_layer_mix: false"):
+        UALMModel(layout=lm_corpus["layout"], decoder=dec, pattern=build_pattern("delay"),
+                  audio_encoder=LastLayerOnly(), encoder_layer_mix=True)
+    with pytest.raises(NotImplementedError, match="does not give its hidden layers"):
+        LastLayerOnly()(torch.zeros(1, 1, 640), all_layers=True)
+
+
 def test_hf_backbone_text_rows_are_copied(lm_corpus, tmp_path):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 

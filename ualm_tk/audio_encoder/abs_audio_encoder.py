@@ -15,6 +15,12 @@ parameter and keeps the module in eval mode even when a parent calls ``.train()`
 
 Subclasses implement :meth:`_encode`; the public :meth:`forward` validates the input first and
 checks that the subclass returned the promised frame counts.
+
+Hidden layers: ``forward(wav, lengths, all_layers=True)`` returns ``layers [H, B, T', D]``, the
+output of the input stage and of every block (the last entry is exactly the usual ``feats``), for
+a learned weighted sum of layers on the LM side (SUPERB-style; ``encoder_layer_mix`` of the
+``ualm`` model). Encoders that can give them implement :meth:`_encode_layers` and
+:attr:`num_hidden_layers` (``H``).
 """
 
 from __future__ import annotations
@@ -63,6 +69,11 @@ class AbsAudioEncoder(torch.nn.Module, ABC):
     def frozen(self) -> bool:
         return self._frozen
 
+    @property
+    def num_hidden_layers(self) -> Optional[int]:
+        """``H``, the entries of ``forward(..., all_layers=True)``; None where the encoder cannot give them."""
+        return None
+
     def num_frames(self, num_samples: int) -> int:
         """Frames produced for a clip of ``num_samples`` samples (>= 1)."""
         return num_feat_frames(int(num_samples), self.sample_rate, self.frame_rate)
@@ -88,21 +99,32 @@ class AbsAudioEncoder(torch.nn.Module, ABC):
 
     # ---------------------------------------------------------------- public API
     def forward(
-        self, wav: torch.Tensor, lengths: Optional[torch.Tensor] = None
+        self, wav: torch.Tensor, lengths: Optional[torch.Tensor] = None, all_layers: bool = False
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``wav [B, 1, L]``, ``lengths [B]`` -> ``feats [B, T', D]``, ``feat_lengths [B]``."""
+        """``wav [B, 1, L]``, ``lengths [B]`` -> ``feats [B, T', D]``, ``feat_lengths [B]``.
+
+        ``all_layers=True``: ``layers [H, B, T', D]`` (see the module docstring) instead of ``feats``.
+        """
         lengths = self.check_input(wav, lengths)
         feat_lengths = self.feat_lengths(lengths)
+        if all_layers and self.num_hidden_layers is None:
+            raise NotImplementedError(
+                f"audio encoder {type(self).__name__} does not give its hidden layers "
+                "(encoder_layer_mix needs an encoder that does, e.g. mel_transformer or whisper)"
+            )
+        encode = self._encode_layers if all_layers else self._encode
         if self._frozen:
             with torch.no_grad():
-                feats = self._encode(wav, lengths, feat_lengths)
+                feats = encode(wav, lengths, feat_lengths)
         else:
-            feats = self._encode(wav, lengths, feat_lengths)
+            feats = encode(wav, lengths, feat_lengths)
         t_max = int(feat_lengths.max())
-        if feats.dim() != 3 or feats.shape[0] != wav.shape[0] or feats.shape[1] != t_max:
+        lead = (self.num_hidden_layers,) if all_layers else ()
+        if feats.shape[:-1] != (*lead, wav.shape[0], t_max):
+            want = f"[H={lead[0]}, " if all_layers else "["
             raise RuntimeError(
-                f"{type(self).__name__}._encode returned shape {tuple(feats.shape)}, "
-                f"expected [B={wav.shape[0]}, T'={t_max}, D={self.output_size}]"
+                f"{type(self).__name__}.{encode.__name__} returned shape {tuple(feats.shape)}, "
+                f"expected {want}B={wav.shape[0]}, T'={t_max}, D={self.output_size}]"
             )
         return feats, feat_lengths
 
@@ -110,6 +132,10 @@ class AbsAudioEncoder(torch.nn.Module, ABC):
     def _encode(self, wav: torch.Tensor, lengths: torch.Tensor, feat_lengths: torch.Tensor) -> torch.Tensor:
         """``wav [B,1,L]`` (validated), ``lengths [B]``, ``feat_lengths [B]`` -> ``feats [B, max(feat_lengths), D]``
         with zeros past each row's ``feat_lengths``."""
+
+    def _encode_layers(self, wav: torch.Tensor, lengths: torch.Tensor, feat_lengths: torch.Tensor) -> torch.Tensor:
+        """Like :meth:`_encode`, but ``layers [H, B, T', D]`` whose last entry is :meth:`_encode`'s output."""
+        raise NotImplementedError(f"{type(self).__name__} does not give its hidden layers")
 
     # ---------------------------------------------------------------- validation
     def check_input(self, wav: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -1,7 +1,10 @@
 """From encoder features to LM embeddings: the adapter, and writing frames into placeholders.
 
 * :class:`AudioAdapter` maps ``feats [B, T', D_enc]`` to ``[B, T', D_lm]``: one linear layer
-  (the paper's adapter, ``num_layers=1``) or a 2-layer MLP (Linear - GELU - Linear).
+  (the paper's adapter, ``num_layers=1``) or a 2-layer MLP (Linear - GELU - Linear). With
+  ``mix_layers=H`` it takes the encoder's hidden layers ``[H, B, T', D_enc]`` and first forms their
+  weighted sum with learned softmax weights (zero-initialised: the mean; SUPERB-style), so a frozen
+  encoder's lower layers (e.g. pitch that the top layer learnt to drop) reach the LM too.
 * :func:`placeholder_mask` finds the ``<audio_feats>`` positions of a token matrix ``[B, S, K]``.
 * :func:`pack_segments` gathers the clips of each row (several audio segments per row) into one
   row of frames, in order.
@@ -23,11 +26,23 @@ class FeatureInsertionError(ValueError):
 
 
 class AudioAdapter(torch.nn.Module):
-    """``feats [B, T', input_size]`` -> ``[B, T', output_size]`` (linear or 2-layer MLP)."""
+    """``feats [B, T', input_size]`` (or ``[H, B, T', input_size]`` with ``mix_layers=H``) -> ``[B, T', output_size]``."""
 
     @typechecked
-    def __init__(self, input_size: int, output_size: int, num_layers: int = 1, hidden_size: Optional[int] = None):
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        num_layers: int = 1,
+        hidden_size: Optional[int] = None,
+        mix_layers: Optional[int] = None,
+    ):
         super().__init__()
+        if mix_layers is not None and mix_layers < 1:
+            raise ValueError(f"adapter: mix_layers must be >= 1 (the encoder's hidden layers), got {mix_layers}")
+        self.mix_layers = mix_layers
+        # [H] logits of the layer weights; softmax(0) = the plain mean of the layers
+        self.layer_weights = torch.nn.Parameter(torch.zeros(mix_layers)) if mix_layers else None
         if input_size < 1 or output_size < 1:
             raise ValueError(f"adapter: sizes must be positive, got input {input_size}, output {output_size}")
         if num_layers == 1:
@@ -45,6 +60,14 @@ class AudioAdapter(torch.nn.Module):
         self.output_size = output_size
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        if self.layer_weights is not None:
+            if feats.dim() != 4 or feats.shape[0] != self.mix_layers:
+                raise FeatureInsertionError(
+                    f"adapter: mixes {self.mix_layers} encoder layers, so it takes [H={self.mix_layers}, B, T', D], "
+                    f"got {tuple(feats.shape)}"
+                )
+            w = self.layer_weights.softmax(0).to(feats.dtype)  # [H]
+            feats = torch.einsum("h,hbtd->btd", w, feats)  # [B, T', D]
         if feats.shape[-1] != self.input_size:
             raise FeatureInsertionError(
                 f"adapter: features have width {feats.shape[-1]}, the adapter takes {self.input_size} "

@@ -175,7 +175,20 @@ class MelTransformerEncoder(AbsAudioEncoder):
         logmel = (torch.maximum(logmel, peak - 8.0) + 4.0) / 4.0
         return logmel.masked_fill(~keep, 0.0).to(self.conv1.weight.dtype)
 
+    @property
+    def num_hidden_layers(self) -> int:
+        return len(self.blocks) + 1  # the subsampled input, then every block
+
     def _encode(self, wav: torch.Tensor, lengths: torch.Tensor, feat_lengths: torch.Tensor) -> torch.Tensor:
+        return self._run(wav, lengths, feat_lengths, keep_layers=False)
+
+    def _encode_layers(self, wav: torch.Tensor, lengths: torch.Tensor, feat_lengths: torch.Tensor) -> torch.Tensor:
+        return self._run(wav, lengths, feat_lengths, keep_layers=True)
+
+    def _run(self, wav: torch.Tensor, lengths: torch.Tensor, feat_lengths: torch.Tensor, keep_layers: bool) -> torch.Tensor:
+        """``feats [B, T, D]``, or with ``keep_layers`` ``[L+1, B, T, D]``: the input of block 1 and the
+        output of every block, each layer-normalised (without affine weights, so the layers share one
+        scale; the last one through the final LayerNorm, i.e. ``feats``); zeros past each row."""
         T = int(feat_lengths.max())
         m4 = self._mask(SUBSAMPLING * T, SUBSAMPLING * feat_lengths)  # [B, 4T]
         m2 = self._mask(2 * T, 2 * feat_lengths)  # [B, 2T]
@@ -185,7 +198,13 @@ class MelTransformerEncoder(AbsAudioEncoder):
         x = F.gelu(self.conv2(x * m2[:, None, :]))  # [B, D, T]
         x = x.transpose(1, 2) + sinusoids(T, self.d_model, x.device, x.dtype)[None]  # [B, T, D]
         x = self.dropout(x)
+        layers = []
         for block in self.blocks:
+            if keep_layers:
+                layers.append(F.layer_norm(x, x.shape[-1:]))
             x = block(x, m1)
         x = self.norm(x)
-        return x * m1[:, :, None].to(x.dtype)  # [B, T, D], zeros past each row
+        keep = m1[:, :, None].to(x.dtype)
+        if not keep_layers:
+            return x * keep  # [B, T, D], zeros past each row
+        return torch.stack(layers + [x], dim=0) * keep  # [L+1, B, T, D]

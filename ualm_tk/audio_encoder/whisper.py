@@ -109,7 +109,20 @@ class WhisperEncoder(AbsAudioEncoder):
     def output_size(self) -> int:
         return int(self.encoder.config.d_model)
 
+    @property
+    def num_hidden_layers(self) -> int:
+        return int(self.encoder.config.encoder_layers) + 1  # the embedded input, then every layer
+
     def _encode(self, wav: torch.Tensor, lengths: torch.Tensor, feat_lengths: torch.Tensor) -> torch.Tensor:
+        return self._run(wav, lengths, feat_lengths, keep_layers=False)
+
+    def _encode_layers(self, wav: torch.Tensor, lengths: torch.Tensor, feat_lengths: torch.Tensor) -> torch.Tensor:
+        return self._run(wav, lengths, feat_lengths, keep_layers=True)
+
+    def _run(self, wav: torch.Tensor, lengths: torch.Tensor, feat_lengths: torch.Tensor, keep_layers: bool) -> torch.Tensor:
+        """``feats [B, T', D]``, or with ``keep_layers`` ``[H, B, T', D]``: Hugging Face's hidden states (the
+        embedded input, every layer's output, the last one through the final LayerNorm), the others
+        layer-normalised without affine weights so that the layers share one scale."""
         # cut every clip into chunk-sized pieces: pieces[i] = (row, samples [n])
         rows: List[int] = []
         pieces = []
@@ -123,13 +136,21 @@ class WhisperEncoder(AbsAudioEncoder):
             pieces, sampling_rate=self.sample_rate, return_tensors="pt", device=fe_device
         ).input_features  # [N, n_mels, window]
         p = next(self.encoder.parameters())
-        hidden = self.encoder(mel.to(p.device, p.dtype)).last_hidden_state  # [N, window/2, D] at 50 Hz
-        pooled = F.avg_pool1d(hidden.transpose(1, 2), self.pool, self.pool).transpose(1, 2)  # [N, F, D] at 25 Hz
-        out = pooled.new_zeros(wav.shape[0], int(feat_lengths.max()), pooled.shape[-1])  # [B, T', D]
+        out = self.encoder(mel.to(p.device, p.dtype), output_hidden_states=keep_layers)
+        if keep_layers:
+            *inner, last = out.hidden_states
+            hidden = torch.stack([F.layer_norm(h, h.shape[-1:]) for h in inner] + [last], 0)  # [H, N, window/2, D]
+        else:
+            hidden = out.last_hidden_state[None]  # [1, N, window/2, D] at 50 Hz
+        H, N, W, D = hidden.shape
+        pooled = F.avg_pool1d(hidden.reshape(H * N, W, D).transpose(1, 2), self.pool, self.pool)
+        pooled = pooled.transpose(1, 2).reshape(H, N, -1, D)  # [H, N, F, D] at 25 Hz
+        feats = pooled.new_zeros(H, wav.shape[0], int(feat_lengths.max()), D)  # [H, B, T', D]
         filled = [0] * wav.shape[0]
         for i, (b, piece) in enumerate(zip(rows, pieces)):
             k = -(-len(piece) // self.samples_per_frame)
-            out[b, filled[b] : filled[b] + k] = pooled[i, :k]
+            feats[:, b, filled[b] : filled[b] + k] = pooled[:, i, :k]
             filled[b] += k
         assert filled == feat_lengths.tolist(), (filled, feat_lengths.tolist())
-        return out.to(wav.dtype)
+        feats = feats.to(wav.dtype)
+        return feats if keep_layers else feats[0]

@@ -3,7 +3,9 @@
 * Vocabulary: :class:`~ualm_tk.tokens.layout.TokenLayout` ``[specials | text | audio_0 | ... | audio_{K-1}]``.
 * Input: ``tokens [B,S,K]`` -> sum over the K streams of ONE shared embedding table (``<pad>``
   row zero) -> ``[B,S,D]``; ``<audio_feats>`` positions get the audio encoder's features through
-  the adapter instead (user-side audio).
+  the adapter instead (user-side audio). ``encoder_layer_mix``: the adapter reads a learned
+  weighted sum of all the encoder's hidden layers instead of its last one (the weights train even
+  when the encoder is frozen).
 * Output: ``hidden [B,S,D]`` + a learned per-stream embedding (stream 0's fixed at zero) through
   ONE shared head. Restricted softmax: stream 0 is scored over specials + text + audio stream 0
   (the contiguous id range ``[0, audio_1)``: stream 0 carries text and the first codebook),
@@ -56,6 +58,7 @@ class UALMModel(AbsLMModel):
         pattern: AbsPattern,
         audio_encoder: Optional[AbsAudioEncoder] = None,
         adapter_layers: int = 1,
+        encoder_layer_mix: bool = False,
         init_std: float = 0.02,
         copy_text_weights: bool = True,
         alignment_phase: bool = False,
@@ -78,8 +81,19 @@ class UALMModel(AbsLMModel):
         torch.nn.init.normal_(self.stream_embed, std=init_std)
         with torch.no_grad():
             self.embed.weight[sp.PAD].zero_()
+        self.encoder_layer_mix = encoder_layer_mix and audio_encoder is not None
+        if encoder_layer_mix and audio_encoder is not None and audio_encoder.num_hidden_layers is None:
+            raise ValueError(
+                f"model_conf.encoder_layer_mix: the audio encoder {type(audio_encoder).__name__} does not give its "
+                "hidden layers; set encoder_layer_mix: false or use an encoder that does (mel_transformer, whisper)"
+            )
         self.adapter = (
-            AudioAdapter(audio_encoder.output_size, D, num_layers=adapter_layers) if audio_encoder is not None else None
+            AudioAdapter(
+                audio_encoder.output_size, D, num_layers=adapter_layers,
+                mix_layers=audio_encoder.num_hidden_layers if self.encoder_layer_mix else None,
+            )
+            if audio_encoder is not None
+            else None
         )
         # stream 0 scores ids [0, s0_end): specials, text, audio stream 0
         self.s0_end = layout.stream_vocab_range(0)[1]
@@ -154,7 +168,8 @@ class UALMModel(AbsLMModel):
             )
         if audio is None or audio_lengths is None or audio_rows is None:
             raise ModelInputError(f"the batch has {n_ph} <audio_feats> positions but no audio/audio_lengths/audio_rows")
-        feats, flen = self.audio_encoder(audio, audio_lengths)  # [N,T',De], [N]
+        # [N,T',De] (or [H,N,T',De], every hidden layer, with encoder_layer_mix), [N]
+        feats, flen = self.audio_encoder(audio, audio_lengths, all_layers=self.encoder_layer_mix)
         feats = self.adapter(feats)  # [N,T',D]
         row_feats, row_len = pack_segments(feats, flen, [int(r) for r in audio_rows.tolist()], tokens.shape[0])
         return insert_features(x, ph, row_feats, row_len)

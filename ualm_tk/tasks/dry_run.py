@@ -233,14 +233,14 @@ def whisper_encoder_size(cfg) -> Dict[str, int]:
 
     with torch.device("meta"):
         m = WhisperModel(cfg)
-    return dict(encoder=count(m.get_encoder()), width=int(cfg.d_model))
+    return dict(encoder=count(m.get_encoder()), width=int(cfg.d_model), hidden_layers=int(cfg.encoder_layers) + 1)
 
 
-def adapter_size(input_size: int, output_size: int, num_layers: int) -> int:
+def adapter_size(input_size: int, output_size: int, num_layers: int, mix_layers: Optional[int] = None) -> int:
     from ualm_tk.audio_encoder import AudioAdapter
 
     with torch.device("meta"):
-        return count(AudioAdapter(input_size, output_size, num_layers=num_layers))
+        return count(AudioAdapter(input_size, output_size, num_layers=num_layers, mix_layers=mix_layers))
 
 
 def size_report(model, args: argparse.Namespace, full_size: Dict[str, str]) -> SizeReport:
@@ -265,7 +265,7 @@ def size_report(model, args: argparse.Namespace, full_size: Dict[str, str]) -> S
     else:
         full = count(model.decoder) if args.decoder != "hf" else None
         rep.rows.append(SizeRow(f"decoder ({args.decoder})", count(model.decoder), full))
-    enc_width = None
+    enc_width, enc_layers = None, None
     if model.audio_encoder is not None:
         frozen = count(model.audio_encoder, trainable_only=True) == 0
         name = f"audio_encoder ({args.audio_encoder})"
@@ -274,11 +274,12 @@ def size_report(model, args: argparse.Namespace, full_size: Dict[str, str]) -> S
                 raise ConfigCheckError(f"--full_size audio_encoder=... applies to 'whisper', not {args.audio_encoder!r}")
             w = whisper_encoder_size(load_arch_config(full_size["audio_encoder"]))
             rep.rows.append(SizeRow(name, count(model.audio_encoder), w["encoder"], frozen))
-            enc_width = w["width"]
+            enc_width, enc_layers = w["width"], w["hidden_layers"]
         else:
             full = count(model.audio_encoder) if args.audio_encoder != "whisper" else None
             rep.rows.append(SizeRow(name, count(model.audio_encoder), full, frozen))
             enc_width = model.audio_encoder.output_size if full is not None else None
+            enc_layers = model.audio_encoder.num_hidden_layers
     elif "audio_encoder" in full_size:
         raise ConfigCheckError("--full_size audio_encoder=... but the config has no audio_encoder")
     # UALM-owned parts: [specials | text | K x N audio] x D for the embedding and the head, (K-1) x D stream embeddings
@@ -288,6 +289,7 @@ def size_report(model, args: argparse.Namespace, full_size: Dict[str, str]) -> S
     rep.rows.append(SizeRow(f"vocabulary embed+head+stream (V={layout.vocab_size:,}->{V_full:,})", own_built, own_full))
     if model.adapter is not None:
         layers = int((args.model_conf or {}).get("adapter_layers", 1))
-        full = adapter_size(enc_width, D, layers) if enc_width is not None else None
+        mix = enc_layers if model.adapter.mix_layers else None
+        full = adapter_size(enc_width, D, layers, mix) if enc_width is not None else None
         rep.rows.append(SizeRow("adapter", count(model.adapter), full))
     return rep
