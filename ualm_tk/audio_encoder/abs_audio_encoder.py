@@ -134,8 +134,14 @@ class AbsAudioEncoder(torch.nn.Module, ABC):
         with zeros past each row's ``feat_lengths``."""
 
     def _encode_layers(self, wav: torch.Tensor, lengths: torch.Tensor, feat_lengths: torch.Tensor) -> torch.Tensor:
-        """Like :meth:`_encode`, but ``layers [H, B, T', D]`` whose last entry is :meth:`_encode`'s output."""
-        raise NotImplementedError(f"{type(self).__name__} does not give its hidden layers")
+        """Like :meth:`_encode`, but ``layers [H, B, T', D]`` whose last entry is :meth:`_encode`'s output.
+
+        Only called when :attr:`num_hidden_layers` is not None (``forward`` refuses ``all_layers`` otherwise), so
+        reaching this default means a subclass declared its layers without giving them."""
+        raise NotImplementedError(
+            f"{type(self).__name__} declares num_hidden_layers = {self.num_hidden_layers} but does not implement "
+            "_encode_layers (it does not give its hidden layers)"
+        )
 
     # ---------------------------------------------------------------- validation
     def check_input(self, wav: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:

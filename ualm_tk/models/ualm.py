@@ -82,7 +82,7 @@ class UALMModel(AbsLMModel):
         with torch.no_grad():
             self.embed.weight[sp.PAD].zero_()
         self.encoder_layer_mix = encoder_layer_mix and audio_encoder is not None
-        if encoder_layer_mix and audio_encoder is not None and audio_encoder.num_hidden_layers is None:
+        if self.encoder_layer_mix and audio_encoder.num_hidden_layers is None:
             raise ValueError(
                 f"model_conf.encoder_layer_mix: the audio encoder {type(audio_encoder).__name__} does not give its "
                 "hidden layers; set encoder_layer_mix: false or use an encoder that does (mel_transformer, whisper)"
