@@ -15,6 +15,7 @@ from ualm_tk.data.task_templates import (
     num_feat_frames,
     render_example,
     sequence_length,
+    stream_weights,
 )
 from ualm_tk.patterns import build_pattern
 from ualm_tk.tokens import specials as sp
@@ -75,6 +76,34 @@ def test_caption_to_audio_parallel_and_weights():
     assert r.tokens[10, 0] == EOS and r.loss_mask[10, 0] == 1.0
     np.testing.assert_allclose(r.loss_mask[8:10], 0.5)
 
+
+
+def test_caption_to_audio_per_stream_weights_delay():
+    # one weight per stream: each stream's code positions carry its own weight, pattern pads stay 0
+    r = render("caption_to_audio", CAP, audio_weight=[0.6, 0.3, 0.1])
+    expect = np.zeros((12, K), np.float32)
+    expect[8:10, 0] = 0.6
+    expect[9:11, 1] = 0.3
+    expect[10:12, 2] = 0.1
+    expect[10, 0] = 1.0  # the closing token keeps the text weight
+    np.testing.assert_allclose(r.loss_mask, expect)
+    # the same as the default when the list is 1/K everywhere
+    np.testing.assert_allclose(render("caption_to_audio", CAP, audio_weight=[1 / K] * K).loss_mask,
+                               render("caption_to_audio", CAP).loss_mask)
+
+
+@pytest.mark.parametrize("bad,msg", [
+    ([0.5, 0.5], "has 2 per-stream value"),
+    ([0.5, -0.1, 0.6], "finite, >= 0"),
+    ([0, 0, 0], "not all 0"),
+    ([0.5, "a", 0.5], "must be a number"),
+    ("0.5", "a number or a list"),
+])
+def test_stream_weights_errors(bad, msg):
+    with pytest.raises(TaskDataError, match=msg):
+        stream_weights(bad, K)
+    with pytest.raises(TaskDataError, match=msg):
+        render("caption_to_audio", CAP, audio_weight=bad)
 
 @pytest.mark.parametrize("pattern", ["delay", "parallel"])
 @pytest.mark.parametrize("task,ex", [

@@ -11,6 +11,7 @@ from ualm_tk.data.task_data import TaskData
 from ualm_tk.lm import build_decoder
 from ualm_tk.models import ModelInputError, UALMModel
 from ualm_tk.patterns import build_pattern
+from ualm_tk.tokens.layout import TokenLayout
 
 
 def make_policy(layout, seed=0):
@@ -110,3 +111,31 @@ def test_task_rejects_bad_arguments(dpo_corpus, tmp_path, trained):
         main(["--init_model_dir", str(trained["model_dir"]), "--output_dir", str(tmp_path / "o3"),
               "--dpo_conf", "{gamma: 1}", "--train_data_path_and_name_and_type", "x,dpo,dpo_pairs",
               "--valid_data_path_and_name_and_type", "x,dpo,dpo_pairs"])
+
+
+def test_dpo_takes_the_stage5_stream_weights_unless_its_config_sets_them(trained, tmp_path):
+    """DPO's log-probs weight the codec streams as the stage-5 loss did (data_conf.audio_weight)."""
+    import argparse
+    import shutil
+
+    import yaml
+
+    from ualm_tk.tasks.ualm import DATA_CONF_DEFAULTS
+    from ualm_tk.tasks.ualm_dpo import adopt_init_architecture
+
+    init = tmp_path / "init"
+    shutil.copytree(trained["model_dir"], init, ignore=shutil.ignore_patterns("*.pth"))
+    cfg = yaml.safe_load((init / "config.yaml").read_text())
+    K = TokenLayout.load(init / "token_list").num_codebooks
+    weights = [1.0] + [0.0] * (K - 1)
+    cfg["data_conf"] = dict(cfg.get("data_conf") or {}, audio_weight=weights)
+    (init / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+    def adopted(own):
+        args = argparse.Namespace(init_model_dir=str(init), token_dir=None,
+                                  data_conf=dict(DATA_CONF_DEFAULTS, audio_weight=own))
+        adopt_init_architecture(args)
+        return args.data_conf["audio_weight"]
+
+    assert adopted(None) == weights
+    assert adopted(0.5) == 0.5

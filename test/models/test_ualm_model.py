@@ -205,6 +205,10 @@ def test_bad_inputs_give_clear_errors(lm_corpus, tmp_path):
         LMDataset([TaskSource(str(c["data"]["text_only"]), "audio_qa")], c["layout"], build_pattern("delay"))
     with pytest.raises(ExampleTooLong, match="key 'utt.*more than the model's context max_len=8"):
         dataset(c, ["caption_to_audio"], max_len=8)
+    # per-stream loss weights must match the layout's K: the dataset refuses them when built, not mid-epoch
+    K = c["layout"].num_codebooks
+    with pytest.raises(TaskDataError, match=f"audio_weight has {K + 1} per-stream value.*K={K} audio streams"):
+        dataset(c, ["caption_to_audio"], audio_weight=[1.0 / K] * (K + 1))
     # audio at the wrong rate
     d = TaskData.load(c["data"]["audio_to_caption"])
     key = d.keys()[0]

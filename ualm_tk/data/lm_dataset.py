@@ -37,6 +37,7 @@ from ualm_tk.data.task_templates import (
     TaskDataError,
     get_template,
     make_unconditional,
+    stream_weights,
 )
 from ualm_tk.models.ualm import TASK_IDS
 from ualm_tk.patterns.abs_pattern import AbsPattern
@@ -69,7 +70,7 @@ class LMDataset:
         cfg_scope: str = "condition",
         max_len: Optional[int] = None,
         sample_rate: int = 16000,
-        audio_weight: Optional[float] = None,
+        audio_weight: Optional[Any] = None,  # a number or one per stream (stream_weights)
         seed: int = 0,
     ):
         if not sources:
@@ -78,6 +79,7 @@ class LMDataset:
             raise ValueError(f"cfg_drop must be in [0, 1], got {cfg_drop}")
         self.layout, self.pattern = layout, pattern
         self.train, self.cfg_drop, self.cfg_scope = train, float(cfg_drop), cfg_scope
+        stream_weights(audio_weight, layout.num_codebooks)  # a bad data_conf.audio_weight fails here, not mid-epoch
         self.sample_rate, self.audio_weight, self.seed = int(sample_rate), audio_weight, int(seed)
         self.max_len = max_len
         self.sources = list(sources)

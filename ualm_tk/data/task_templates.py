@@ -21,6 +21,8 @@ Sequence format (DESIGN.md §3)::
 Loss mask (``[S,K]`` float): non-zero only on assistant segments, on the content and the
 closing token: text ``text_weight`` (1) in stream 0; audio ``audio_weight`` (default 1/K) on every
 stream position that holds a code (pattern pads get 0), so one frame costs about one text token.
+``audio_weight`` may also be one weight per stream (:func:`stream_weights`), e.g. more on the
+coarse codebooks that carry what a listener (or a tagger) recognises.
 
 The templates (``TASK_TEMPLATES``) turn the fields of an example into a list of :class:`Segment`;
 the rendering is generic. A new template = one function + one line in ``TASK_TEMPLATES``.
@@ -365,6 +367,31 @@ class FeatSpan(NamedTuple):
     sample_rate: int
 
 
+def stream_weights(audio_weight: Optional[Any], num_codebooks: int) -> np.ndarray:
+    """Loss weight of each audio stream ``[K]`` from ``audio_weight``: ``None`` -> ``1/K`` each; a number
+    -> that weight on every stream; a list -> one weight per stream (K values, finite, >= 0, not all 0)."""
+    K = int(num_codebooks)
+    if audio_weight is None:
+        return np.full(K, 1.0 / K, dtype=np.float32)
+    if isinstance(audio_weight, (int, float)) and not isinstance(audio_weight, bool):
+        w = np.full(K, float(audio_weight), dtype=np.float32)
+    elif isinstance(audio_weight, (list, tuple)):
+        if len(audio_weight) != K:
+            raise TaskDataError(
+                f"audio_weight has {len(audio_weight)} per-stream value(s) {list(audio_weight)}, but the token "
+                f"layout has K={K} audio streams (give K values, or one number for every stream)"
+            )
+        try:
+            w = np.asarray([float(v) for v in audio_weight], dtype=np.float32)
+        except (TypeError, ValueError):
+            raise TaskDataError(f"audio_weight {list(audio_weight)}: every per-stream value must be a number") from None
+    else:
+        raise TaskDataError(f"audio_weight must be a number or a list of K={K} numbers, got {audio_weight!r}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
+        raise TaskDataError(f"audio_weight {w.tolist()}: weights must be finite, >= 0 and not all 0")
+    return w
+
+
 @dataclass
 class RenderedExample:
     tokens: np.ndarray  # [S,K] int64 global ids
@@ -390,7 +417,7 @@ def render_example(
     layout: TokenLayout,
     pattern: AbsPattern,
     load_codes: Optional[CodesLoader] = None,
-    audio_weight: Optional[float] = None,
+    audio_weight: Optional[Any] = None,
     text_weight: float = 1.0,
     max_len: Optional[int] = None,
     key: str = "",
@@ -398,7 +425,8 @@ def render_example(
 ) -> RenderedExample:
     """Render segments into ``tokens [S,K]``, ``loss_mask [S,K]`` and spans.
 
-    ``audio_weight``: loss weight of each audio stream position (default ``1/K``).
+    ``audio_weight``: loss weight of each audio stream position (default ``1/K``), or one weight per
+    stream (:func:`stream_weights`).
     ``prompt_only``: stop after the header (``<assistant> <modality>``) of the first segment of the
     final assistant turn (:func:`assistant_turn_start`; the last segment must be an assistant
     segment): the prefix inference decodes from (its loss mask is all zero).
@@ -407,7 +435,7 @@ def render_example(
     K = layout.num_codebooks
     if pattern.pad_id != sp.PAD:
         raise TaskDataError(f"the pattern's pad_id must be <pad> = {sp.PAD}, got {pattern.pad_id}")
-    w_audio = 1.0 / K if audio_weight is None else float(audio_weight)
+    w_audio = stream_weights(audio_weight, K)  # [K]
     if prompt_only:
         if not segments or segments[-1].role != "assistant":
             raise TaskDataError(f"key '{key}': prompt_only needs an assistant segment last")
@@ -470,8 +498,8 @@ def render_example(
             T = seg.num_frames
             tokens[pos : pos + seq.shape[0]] = seq
             if train:
-                valid = pattern.valid_mask(T, K).numpy()
-                mask[pos : pos + seq.shape[0]][valid] = w_audio
+                valid = pattern.valid_mask(T, K).numpy()  # [S_a,K]
+                mask[pos : pos + seq.shape[0]] = np.where(valid, w_audio[None, :], mask[pos : pos + seq.shape[0]])
             c1 = pos + T
             pos = c1  # the closing token sits in stream 0 at relative position T (inside the tail)
         # closing token in stream 0

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ualm_tk.data.lm_dataset import LMIterFactory, collate
-from ualm_tk.data.task_templates import TaskDataError
+from ualm_tk.data.task_templates import TaskDataError, stream_weights
 from ualm_tk.dpo.pairs import PairsFile, load_pairs
 from ualm_tk.patterns.abs_pattern import AbsPattern
 from ualm_tk.tokens.layout import TokenLayout
@@ -37,10 +37,11 @@ class PairsDataset:
         pattern: AbsPattern,
         pattern_name: str = "delay",
         max_len: Optional[int] = None,
-        audio_weight: Optional[float] = None,
+        audio_weight: Optional[Any] = None,  # a number or one per stream (stream_weights)
     ):
         if not paths:
             raise TaskDataError("no DPO pairs given (--train_data_path_and_name_and_type pairs.json,dpo,dpo_pairs)")
+        stream_weights(audio_weight, layout.num_codebooks)  # a bad data_conf.audio_weight fails here
         self.layout, self.pattern, self.max_len, self.audio_weight = layout, pattern, max_len, audio_weight
         self.files: List[PairsFile] = []
         self.items: List[Tuple[int, str]] = []

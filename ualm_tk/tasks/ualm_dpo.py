@@ -80,6 +80,14 @@ def adopt_init_architecture(args: argparse.Namespace) -> None:
     if conf.pop("alignment_phase", False):
         logger.info("init model was trained in the alignment phase; DPO trains all parameters")
     args.model_conf = conf
+    # stage 5's codec-stream loss weights also weight DPO's sequence log-probs and its CE on the winners,
+    # unless the DPO config sets its own data_conf.audio_weight
+    init_weight = (cfg.get("data_conf") or {}).get("audio_weight")
+    data = dict(getattr(args, "data_conf", None) or {})
+    if init_weight is not None and data.get("audio_weight") is None:
+        data["audio_weight"] = init_weight
+        args.data_conf = data
+        logger.info("data_conf.audio_weight %s taken from %s", init_weight, cfg_path)
     own = TokenLayout.load(init / TOKEN_DIR_NAME)
     if not getattr(args, "token_dir", None):
         args.token_dir = str(init / TOKEN_DIR_NAME)

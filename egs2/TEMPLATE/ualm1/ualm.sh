@@ -767,6 +767,8 @@ d = yaml.safe_load(open(sys.argv[1])) or {}
 d["task_factors"] = {"text_only": 1.0}
 d["max_epoch"] = int(sys.argv[2])
 d.pop("init_param", None)
+# codec-stream loss weights do not touch text-only training: trying other weights keeps this stage done
+(d.get("data_conf") or {}).pop("audio_weight", None)
 print(yaml.safe_dump(d, sort_keys=False), end="")' "${lm_config}" "${lm_text_pretrain_epochs}")
     txt_sig="config=$(echo "${txt_conf}" | cksum | cut -d' ' -f1) data=$(cat "${dumpdir}/text_only/${train_set}/data.json" "${dumpdir}/text_only/${lm_valid_set}/data.json" | cksum | cut -d' ' -f1) token_list=$(cksum < "${token_dir}/token_list" | cut -d' ' -f1)"
     if [ "${lm_dry_run}" = true ]; then
