@@ -7,8 +7,9 @@
 #   ./run.sh --local_data_opts "--num_clips 60"   # a tiny corpus
 #   ./run.sh --stage 5 --stop_stage 5 --lm_config ../../TEMPLATE/ualm1/conf/train_ualm_tiny.yaml  # a seconds-long LM
 set -euo pipefail
-# generation length cap: clips are at most 12 s (--max_dur) = 300 codec frames at 25 Hz, + 7 rows
-# that close the delay pattern; a generation that has not stopped by then is cut (lm_decode counts them)
+# generation length cap: 320 steps = 313 codec frames at 50 frames/s (6.3 s) + 7 rows that close the delay
+# pattern; a generation that has not stopped by then is cut (lm_decode counts them). Clips run up to 12 s
+# (--max_dur): 13 of the 52 two-event test references are longer than the cap (session 11)
 gen_max_steps=320
 ./ualm.sh \
     --nj 2 \
