@@ -413,10 +413,11 @@ def test_stage_5_multi_gpu_and_multi_node_commands(recipe_stage5, repo_root):
 SCORERS = ("--scorer_train_opts", "--max_epochs 1", "--scorer_train_sets", "train valid test")
 DPO_EXP = "exp/ualm_dpo_train_ualm_tiny"
 # a tiny DPO: 8 train + 4 valid prompts x 4 candidates of <= 20 steps, 2 CE updates, 3 DPO updates (the
-# tiny LM ends some candidates before their first frame: 4 draws leave most prompts a pair)
+# tiny LM ends some candidates before their first frame: 4 draws leave most prompts a pair). The template's
+# order (CE fine-tune on the winners, then DPO) is asked for explicitly: the mini run.sh skips the CE step
 TINY_DPO = ("--dpo_num_prompts", "8", "--dpo_valid_prompts", "4", "--dpo_num_samples", "4",
             "--dpo_sample_opts", "--max_steps 20", "--dpo_ce_opts", "--max_epoch 1 --num_iters_per_epoch 2",
-            "--dpo_train_opts", "--max_epoch 1 --num_iters_per_epoch 3")
+            "--dpo_train_opts", "--max_epoch 1 --num_iters_per_epoch 3", "--dpo_ce_finetune", "true")
 STAGE67 = ("--stage", "6", "--stop_stage", "7", "--decode_tasks", "audio_qa text_only caption_to_audio",
            "--inference_nj", "2", "--inference_opts", "--max_steps 40", *SCORERS, *TINY_DPO)
 DECODE_TAG = "decode_cfg3.0_topk20_temp0.8_max_steps40"
@@ -512,6 +513,25 @@ def test_stage_6_trains_a_plain_model_dir_after_a_ce_fine_tune(recipe_stage7):
     assert 0.0 <= stats["compare"]["win_rate"] <= 1.0 and 1 <= stats["compare"]["num_prompts"] <= 4
     assert "Stage 6: reward on the valid prompts: mean reward per prompt" in r.stdout and "win rate of the DPO model" in r.stdout
     assert f"Stage 6: done; DPO model dir {DPO_EXP}" in r.stdout
+
+
+def test_stage_6_without_the_ce_fine_tune_starts_dpo_from_the_stage_5_model(recipe_stage7, repo_root):
+    import yaml
+
+    rec, env, _ = recipe_stage7
+    noce = "exp/ualm_dpo_tiny_noce"
+    # STAGE67 without its last two words ("--dpo_ce_finetune true"): the mini run.sh's own default
+    assert STAGE67[-2:] == ("--dpo_ce_finetune", "true")
+    args = (*STAGE67[:2], "--stop_stage", "6", *STAGE67[4:-2], *_lm_opts(repo_root), *_dpo_opts(repo_root),
+            "--dpo_tag", "tiny_noce")
+    bad = run(rec, env, *args, "--dpo_ce_finetune", "yes", check=False)
+    assert bad.returncode != 0 and "--dpo_ce_finetune must be true or false, got 'yes'" in bad.stderr, bad.stderr
+    r = run(rec, env, *args)
+    assert f"--dpo_ce_finetune false: no CE fine-tune on the winners; DPO starts from {LM_EXP}" in r.stdout
+    assert not (rec / noce / "ce_winners").exists() and "CE fine-tune on winners" not in r.stdout
+    cfg = yaml.safe_load((rec / noce / "config.yaml").read_text())
+    assert cfg["init_model_dir"] == LM_EXP and cfg["dpo_conf"].get("dpo_weight", 1.0) == 1.0
+    assert (rec / noce / ".done").is_file() and (rec / noce / "reward_valid" / "stats.json").is_file()
 
 
 def test_stage_7_decodes_every_test_key_with_both_models(recipe_stage7):

@@ -132,6 +132,9 @@ dpo_min_gap=0.0
 dpo_sample_opts=
 # stage 6: extra options for python -m ualm_tk.bin.dpo_pairs (e.g. "--w_order 0 --threshold 0.4")
 dpo_pairs_opts=
+# stage 6: fine-tune on the winners with cross-entropy before DPO (the paper's order; the fine-tuned model is
+# then DPO's init and frozen reference); false: DPO starts from the stage-5 model, which is the reference
+dpo_ce_finetune=true
 # stage 6: extra options of the CE fine-tune on winners (same config with --dpo_conf dpo_weight=0.0)
 dpo_ce_opts="--max_epoch 1"
 # stage 6: extra options of the DPO training (e.g. "--max_epoch 2 --dpo_conf beta=0.2")
@@ -286,6 +289,7 @@ dpo_exp="${expdir}/ualm_dpo_${dpo_tag}"
 [ "${dpo_valid_prompts}" -ge 1 ] || die "--dpo_valid_prompts must be >= 1, got ${dpo_valid_prompts}"
 [ "${dpo_num_samples}" -ge 2 ] || die "--dpo_num_samples must be >= 2 (a pair needs two candidates), got ${dpo_num_samples}"
 [[ "${dpo_min_gap}" != -* ]] || die "--dpo_min_gap must be >= 0, got ${dpo_min_gap}"
+case "${dpo_ce_finetune}" in true|false) ;; *) die "--dpo_ce_finetune must be true or false, got '${dpo_ce_finetune}'";; esac
 if [ -z "${dpo_config}" ]; then
   dpo_config=conf/train_ualm_dpo.yaml
   [ -f "${dpo_config}" ] || dpo_config="${template_dir}/conf/train_ualm_dpo.yaml"
@@ -1001,9 +1005,16 @@ print(line)' "${pdir}/stats.json" | sed "s|^|$(date '+%Y-%m-%dT%H:%M:%S') Stage 
   dpo_candidates "${lm_exp}" "${valid_set}" "${dpo_valid_prompts}" "${dpo_exp}/cands/valid"
   dpo_score "${dpo_exp}/cands/train" "${train_set}" "${dpo_exp}/pairs/train"
   dpo_score "${dpo_exp}/cands/valid" "${valid_set}" "${dpo_exp}/pairs/valid"
-  # 6d: CE fine-tune on the winners, then DPO from it (the fine-tuned model is the frozen reference)
-  dpo_train "CE fine-tune on winners" "${dpo_exp}/ce_winners" "${lm_exp}" "${dpo_ce_opts}" --dpo_conf dpo_weight=0.0
-  dpo_train "DPO training" "${dpo_exp}" "${dpo_exp}/ce_winners" "${dpo_train_opts}"
+  # 6d: CE fine-tune on the winners, then DPO from it (the fine-tuned model is the frozen reference);
+  # with --dpo_ce_finetune false, DPO from the stage-5 model (the reference)
+  if [ "${dpo_ce_finetune}" = true ]; then
+    dpo_train "CE fine-tune on winners" "${dpo_exp}/ce_winners" "${lm_exp}" "${dpo_ce_opts}" --dpo_conf dpo_weight=0.0
+    dpo_init="${dpo_exp}/ce_winners"
+  else
+    log "Stage 6: --dpo_ce_finetune false: no CE fine-tune on the winners; DPO starts from ${lm_exp}, its frozen reference"
+    dpo_init="${lm_exp}"
+  fi
+  dpo_train "DPO training" "${dpo_exp}" "${dpo_init}" "${dpo_train_opts}"
   # 6e: the DPO model's reward on the same valid prompts, and its win rate over the stage-5 model's
   dpo_candidates "${dpo_exp}" "${valid_set}" "${dpo_valid_prompts}" "${dpo_exp}/reward_valid/cands"
   dpo_score "${dpo_exp}/reward_valid/cands" "${valid_set}" "${dpo_exp}/reward_valid" \
