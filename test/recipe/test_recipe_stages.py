@@ -525,7 +525,7 @@ def test_stage_6_without_the_ce_fine_tune_starts_dpo_from_the_stage_5_model(reci
     args = (*STAGE67[:2], "--stop_stage", "6", *STAGE67[4:-2], *_lm_opts(repo_root), *_dpo_opts(repo_root),
             "--dpo_tag", "tiny_noce")
     bad = run(rec, env, *args, "--dpo_ce_finetune", "yes", check=False)
-    assert bad.returncode != 0 and "--dpo_ce_finetune must be true or false, got 'yes'" in bad.stderr, bad.stderr
+    assert bad.returncode != 0 and "--dpo_ce_finetune expects true or false, got 'yes'" in bad.stderr, bad.stderr
     r = run(rec, env, *args)
     assert f"--dpo_ce_finetune false: no CE fine-tune on the winners; DPO starts from {LM_EXP}" in r.stdout
     assert not (rec / noce / "ce_winners").exists() and "CE fine-tune on winners" not in r.stdout

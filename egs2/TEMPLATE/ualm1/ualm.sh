@@ -289,7 +289,6 @@ dpo_exp="${expdir}/ualm_dpo_${dpo_tag}"
 [ "${dpo_valid_prompts}" -ge 1 ] || die "--dpo_valid_prompts must be >= 1, got ${dpo_valid_prompts}"
 [ "${dpo_num_samples}" -ge 2 ] || die "--dpo_num_samples must be >= 2 (a pair needs two candidates), got ${dpo_num_samples}"
 [[ "${dpo_min_gap}" != -* ]] || die "--dpo_min_gap must be >= 0, got ${dpo_min_gap}"
-case "${dpo_ce_finetune}" in true|false) ;; *) die "--dpo_ce_finetune must be true or false, got '${dpo_ce_finetune}'";; esac
 if [ -z "${dpo_config}" ]; then
   dpo_config=conf/train_ualm_dpo.yaml
   [ -f "${dpo_config}" ] || dpo_config="${template_dir}/conf/train_ualm_dpo.yaml"
