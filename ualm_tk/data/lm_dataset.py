@@ -79,8 +79,9 @@ class LMDataset:
             raise ValueError(f"cfg_drop must be in [0, 1], got {cfg_drop}")
         self.layout, self.pattern = layout, pattern
         self.train, self.cfg_drop, self.cfg_scope = train, float(cfg_drop), cfg_scope
-        stream_weights(audio_weight, layout.num_codebooks)  # a bad data_conf.audio_weight fails here, not mid-epoch
-        self.sample_rate, self.audio_weight, self.seed = int(sample_rate), audio_weight, int(seed)
+        # [K], resolved once: a bad data_conf.audio_weight fails here, not mid-epoch
+        self.audio_weight = stream_weights(audio_weight, layout.num_codebooks)
+        self.sample_rate, self.seed = int(sample_rate), int(seed)
         self.max_len = max_len
         self.sources = list(sources)
         self.data: List[TaskData] = []

@@ -375,7 +375,7 @@ def stream_weights(audio_weight: Optional[Any], num_codebooks: int) -> np.ndarra
         return np.full(K, 1.0 / K, dtype=np.float32)
     if isinstance(audio_weight, (int, float)) and not isinstance(audio_weight, bool):
         w = np.full(K, float(audio_weight), dtype=np.float32)
-    elif isinstance(audio_weight, (list, tuple)):
+    elif isinstance(audio_weight, (list, tuple, np.ndarray)):  # an ndarray: weights resolved earlier
         if len(audio_weight) != K:
             raise TaskDataError(
                 f"audio_weight has {len(audio_weight)} per-stream value(s) {list(audio_weight)}, but the token "

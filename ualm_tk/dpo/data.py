@@ -41,8 +41,9 @@ class PairsDataset:
     ):
         if not paths:
             raise TaskDataError("no DPO pairs given (--train_data_path_and_name_and_type pairs.json,dpo,dpo_pairs)")
-        stream_weights(audio_weight, layout.num_codebooks)  # a bad data_conf.audio_weight fails here
-        self.layout, self.pattern, self.max_len, self.audio_weight = layout, pattern, max_len, audio_weight
+        # [K], resolved once: a bad data_conf.audio_weight fails here
+        self.audio_weight = stream_weights(audio_weight, layout.num_codebooks)
+        self.layout, self.pattern, self.max_len = layout, pattern, max_len
         self.files: List[PairsFile] = []
         self.items: List[Tuple[int, str]] = []
         lengths = []
