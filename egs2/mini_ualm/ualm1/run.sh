@@ -7,10 +7,12 @@
 #   ./run.sh --local_data_opts "--num_clips 60"   # a tiny corpus
 #   ./run.sh --stage 5 --stop_stage 5 --lm_config ../../TEMPLATE/ualm1/conf/train_ualm_tiny.yaml  # a seconds-long LM
 set -euo pipefail
-# generation length cap: 320 steps = 313 codec frames at 50 frames/s (6.3 s) + 7 rows that close the delay
-# pattern; a generation that has not stopped by then is cut (lm_decode counts them). Clips run up to 12 s
-# (--max_dur): 13 of the 52 two-event test references are longer than the cap (session 11)
-gen_max_steps=320
+# generation length cap: clips run up to 12 s (--max_dur) = 600 codec frames at 50 frames/s, + 7 rows that close
+# the delay pattern; a generation that has not stopped by then is cut (lm_decode counts them). The earlier cap of
+# 320 steps (6.3 s) cut 92 of the 200 test generations (session 14); at 607, 22 reach the cap. Scores of the same
+# model: events found 52.2 -> 50.8 %, CLAP-style 0.393 -> 0.397, FD (tagger) 31.8 -> 30.7 (one decode each,
+# within the decode-seed spread), stage 7's caption_to_audio 1.3 -> 2.3 min
+gen_max_steps=$(( 12 * 50 + 7 ))
 # stage 6: DPO straight from the stage-5 model. The template's CE fine-tune on the winners (the paper's order)
 # costs this 7.7 M model: on the same 200 pairs (session 13), CLAP-style score of the test generations 0.251 /
 # 0.244 (two decode seeds) with it, 0.291 / 0.292 / 0.234 (three training seeds) without, 0.278 / 0.290 / 0.269
