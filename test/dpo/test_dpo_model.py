@@ -8,9 +8,11 @@ from ualm_tk.dpo.data import PairsDataset, collate_pairs
 from ualm_tk.dpo.model import UALMDPOModel
 from ualm_tk.dpo.pairs import select_pairs, write_pairs
 from ualm_tk.data.task_data import TaskData
+from ualm_tk.data.task_templates import TaskDataError
 from ualm_tk.lm import build_decoder
 from ualm_tk.models import ModelInputError, UALMModel
 from ualm_tk.patterns import build_pattern
+from ualm_tk.tokens import specials as sp
 from ualm_tk.tokens.layout import TokenLayout
 
 
@@ -21,7 +23,7 @@ def make_policy(layout, seed=0):
 
 
 @pytest.fixture(scope="module")
-def pair_batch(dpo_corpus, tmp_path_factory):
+def pairs_path(dpo_corpus, tmp_path_factory):
     """A pairs.json built from two real codes entries of the corpus per prompt (swapped as candidates)."""
     prompts = TaskData.load(dpo_corpus["data"]["caption_to_audio"])
     keys = prompts.keys()[:4]
@@ -31,8 +33,12 @@ def pair_batch(dpo_corpus, tmp_path_factory):
         refs[f"{k}-cand0"] = prompts.segments(k)[-1].codes
         refs[f"{k}-cand1"] = prompts.segments(other)[-1].codes
     pairs, counts = select_pairs({k: {f"{k}-cand0": 1.0, f"{k}-cand1": 0.0} for k in keys})
-    path = write_pairs(tmp_path_factory.mktemp("pairs"), pairs, prompts, refs, counts=counts)
-    ds = PairsDataset([str(path)], dpo_corpus["layout"], build_pattern("delay"))
+    return str(write_pairs(tmp_path_factory.mktemp("pairs"), pairs, prompts, refs, counts=counts))
+
+
+@pytest.fixture(scope="module")
+def pair_batch(dpo_corpus, pairs_path):
+    ds = PairsDataset([pairs_path], dpo_corpus["layout"], build_pattern("delay"))
     return collate_pairs([ds[(i, 0)] for i in range(len(ds))])[1]
 
 
@@ -139,3 +145,43 @@ def test_dpo_takes_the_stage5_stream_weights_unless_its_config_sets_them(trained
 
     assert adopted(None) == weights
     assert adopted(0.5) == 0.5
+
+
+def test_unconditional_rows_keep_the_cfg_branch_trained(dpo_corpus, pairs_path, pair_batch):
+    """uncond_ce_weight: a third row per pair (the winner with its caption blanked) adds its CE; DPO is unchanged."""
+    layout = dpo_corpus["layout"]
+    plain_ds = PairsDataset([pairs_path], layout, build_pattern("delay"))
+    ds = PairsDataset([pairs_path], layout, build_pattern("delay"), uncond_rows=True)
+    assert (ds.lengths * 2 == plain_ds.lengths * 3).all()  # a pair now adds 3 rows of positions to a batch
+    ex = ds[(0, 0)]
+    chosen, uncond = ex["chosen"], ex["uncond"]
+    assert uncond["tokens"].shape == chosen["tokens"].shape
+    blanked = (uncond["tokens"] != chosen["tokens"]).any(-1)  # [S]
+    assert blanked.any() and (uncond["tokens"][blanked] == sp.PAD).all()  # the caption, nothing else
+    on = uncond["loss_mask"] > 0
+    assert on.any() and not on[blanked].any() and (chosen["loss_mask"][on] > 0).all()  # loss on the audio only
+    _, batch = collate_pairs([ds[(i, 0)] for i in range(len(ds))])
+    B = len(ds)
+    assert batch["tokens"].shape[0] == 3 * B
+    assert torch.equal(batch["tokens"][: 2 * B], pair_batch["tokens"])
+
+    reference = make_policy(layout, seed=1)  # policy != reference: a DPO loss away from log 2
+    with_u = UALMDPOModel(make_policy(layout), reference, beta=10.0, uncond_ce_weight=0.5).eval()
+    without = UALMDPOModel(make_policy(layout), reference, beta=10.0).eval()
+    loss, stats, weight = with_u(**batch)
+    loss0, stats0, _ = without(**pair_batch)
+    assert float(weight) == B
+    assert stats["dpo_loss"].item() == pytest.approx(stats0["dpo_loss"].item(), rel=1e-5)
+    assert abs(stats["dpo_loss"].item() - math.log(2)) > 1e-3
+    # the unconditional CE is the plain LM loss of those rows
+    policy = with_u.policy
+    lm_uncond, _, _ = policy(tokens=batch["tokens"][2 * B:], loss_mask=batch["loss_mask"][2 * B:],
+                             lengths=batch["lengths"][2 * B:])
+    assert stats["ce_uncond"].item() == pytest.approx(lm_uncond.item(), rel=1e-5)
+    assert loss.item() == pytest.approx(loss0.item() + 0.5 * stats["ce_uncond"].item(), rel=1e-5)
+    with pytest.raises(ModelInputError, match="B unconditional rows"):
+        with_u(**pair_batch)  # 2B rows where 3B are expected
+    with pytest.raises(TaskDataError, match="mixes pairs"):
+        collate_pairs([ds[(0, 0)], plain_ds[(1, 0)]])
+    with pytest.raises(ValueError, match="uncond_ce_weight"):
+        UALMDPOModel(make_policy(layout), uncond_ce_weight=-1.0)

@@ -1,13 +1,15 @@
 """DPO training data: pairs.json files -> batches of (chosen, rejected) rows for ESPnet's trainer.
 
 * :class:`PairsDataset` renders both sides of a pair with the caption_to_audio template (no CFG
-  dropout: the policy is tuned on conditional generations). It offers the interface
-  :class:`~ualm_tk.data.lm_dataset.LMIterFactory` buckets by (``lengths``, ``round_items``,
-  ``token_shares``); a pair's length is ``2·max(S_chosen, S_rejected)``, the positions it adds to
-  a padded batch.
+  dropout: DPO compares conditional generations). With ``uncond_rows`` it adds a third row per
+  pair, the CFG unconditional form of the chosen side (caption -> ``<pad>``, loss on its audio), for
+  the DPO model's CE term that keeps the unconditional branch CFG needs trained. It offers the
+  interface :class:`~ualm_tk.data.lm_dataset.LMIterFactory` buckets by (``lengths``,
+  ``round_items``, ``token_shares``); a pair's length is ``2·max(S_chosen, S_rejected)`` (``3·``
+  with ``uncond_rows``), the positions it adds to a padded batch.
 * :func:`collate_pairs`: ``B`` pairs -> one batch of ``2B`` rows, the B chosen rows first, then the
-  B rejected rows in the same order: ``tokens [2B,S,K]``, ``loss_mask [2B,S,K]``, ``lengths [2B]``,
-  ``task_ids [2B]``.
+  B rejected rows in the same order (then the B unconditional rows, when the pairs have them:
+  ``3B``): ``tokens [2B,S,K]``, ``loss_mask [2B,S,K]``, ``lengths [2B]``, ``task_ids [2B]``.
 * :class:`PairIterFactory`: LMIterFactory (bucketing, epochs, DDP sharding) with that collate.
 """
 
@@ -19,7 +21,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ualm_tk.data.lm_dataset import LMIterFactory, collate
-from ualm_tk.data.task_templates import TaskDataError, stream_weights
+from ualm_tk.data.task_templates import TaskDataError, make_unconditional, stream_weights
 from ualm_tk.dpo.pairs import PairsFile, load_pairs
 from ualm_tk.patterns.abs_pattern import AbsPattern
 from ualm_tk.tokens.layout import TokenLayout
@@ -38,12 +40,15 @@ class PairsDataset:
         pattern_name: str = "delay",
         max_len: Optional[int] = None,
         audio_weight: Optional[Any] = None,  # a number or one per stream (stream_weights)
+        uncond_rows: bool = False,  # + the chosen side's CFG unconditional form (module doc)
     ):
         if not paths:
             raise TaskDataError("no DPO pairs given (--train_data_path_and_name_and_type pairs.json,dpo,dpo_pairs)")
         # [K], resolved once: a bad data_conf.audio_weight fails here
         self.audio_weight = stream_weights(audio_weight, layout.num_codebooks)
         self.layout, self.pattern, self.max_len = layout, pattern, max_len
+        self.uncond_rows = bool(uncond_rows)
+        rows_per_pair = 3 if self.uncond_rows else 2
         self.files: List[PairsFile] = []
         self.items: List[Tuple[int, str]] = []
         lengths = []
@@ -58,7 +63,7 @@ class PairsDataset:
                 if max_len is not None and n > max_len:
                     raise TaskDataError(f"{path}: key '{key}': {n} positions, more than the model's context {max_len}")
                 self.items.append((fi, key))
-                lengths.append(2 * n)
+                lengths.append(rows_per_pair * n)
             self.files.append(pf)
         self.lengths = np.asarray(lengths, dtype=np.int64)
         logger.info("DPO pairs: %d pairs from %s", len(self.items), ", ".join(paths))
@@ -83,12 +88,21 @@ class PairsDataset:
             if ex.audio_feats:
                 raise TaskDataError(f"{data.path}: key '{key}': user audio in DPO pairs is not supported (caption_to_audio only)")
             out[side] = dict(key=key, task=data.task, tokens=ex.tokens, loss_mask=ex.loss_mask, audio=[])
+            if side == "chosen" and self.uncond_rows:
+                u = make_unconditional(ex)
+                out["uncond"] = dict(key=key, task=data.task, tokens=u.tokens, loss_mask=u.loss_mask, audio=[])
         return out
 
 
 def collate_pairs(examples: Sequence[Dict[str, Any]]):
-    """``B`` pairs -> ``(keys, batch)`` with ``2B`` rows: chosen rows first, then rejected (module doc)."""
+    """``B`` pairs -> ``(keys, batch)`` with ``2B`` rows: chosen rows first, then rejected, then the unconditional
+    rows when the pairs carry them (``3B``; module doc)."""
+    with_uncond = ["uncond" in e for e in examples]
+    if any(with_uncond) and not all(with_uncond):
+        raise TaskDataError("a DPO batch mixes pairs with and without unconditional rows")
     rows = [e["chosen"] for e in examples] + [e["rejected"] for e in examples]
+    if all(with_uncond):
+        rows += [e["uncond"] for e in examples]
     _, batch = collate(rows)
     return [e["key"] for e in examples], batch
 

@@ -7,7 +7,12 @@ pairs) and returns ``loss = dpo_weight · DPO(β) + ce_weight · CE(chosen)`` wh
 * DPO is :func:`ualm_tk.losses.dpo.dpo_loss` on the summed log-probs of
   :func:`ualm_tk.dpo.logprob.sequence_logprobs` (assistant tokens, streams weighted like the LM
   loss) under the policy and, without gradient, the reference;
-* CE(chosen) is the LM loss of the chosen rows (``Σ mask·CE / Σ mask``), the regulariser on winners.
+* CE(chosen) is the LM loss of the chosen rows (``Σ mask·CE / Σ mask``), the regulariser on winners;
+* with ``uncond_ce_weight > 0`` the batch carries ``3B`` rows, the last B the chosen rows' CFG
+  unconditional forms (:class:`ualm_tk.dpo.data.PairsDataset` ``uncond_rows``), and the loss adds
+  ``uncond_ce_weight · CE(unconditional chosen)``: DPO moves the weights the unconditional branch
+  shares with the conditional one, and without this term nothing trains that branch, while CFG
+  (λ = 3) adds ``(λ−1)·(cond − uncond)`` to every step's logits.
 
 ``dpo_weight = 0`` is the CE fine-tune on winners that precedes DPO (the reference is then not
 run; the DPO statistics are still logged from the policy alone, with the reference term zero).
@@ -41,12 +46,14 @@ class UALMDPOModel(AbsLMModel):
 
     @typechecked
     def __init__(self, policy: UALMModel, reference: Optional[UALMModel] = None, beta: float = 0.1,
-                 ce_weight: float = 1.0, dpo_weight: float = 1.0):
+                 ce_weight: float = 1.0, dpo_weight: float = 1.0, uncond_ce_weight: float = 0.0):
         super().__init__()
         if not beta > 0:
             raise ValueError(f"beta must be > 0, got {beta}")
         if ce_weight < 0 or dpo_weight < 0 or ce_weight + dpo_weight == 0:
             raise ValueError(f"ce_weight and dpo_weight must be >= 0 and not both 0, got {ce_weight}, {dpo_weight}")
+        if not uncond_ce_weight >= 0:
+            raise ValueError(f"uncond_ce_weight must be >= 0, got {uncond_ce_weight}")
         self.policy = policy
         ref = copy.deepcopy(policy) if reference is None else reference
         if set(ref.state_dict()) != set(policy.state_dict()):
@@ -56,6 +63,7 @@ class UALMDPOModel(AbsLMModel):
             p.requires_grad_(False)
         object.__setattr__(self, "_reference", ref)  # not a submodule: no params, no state_dict keys
         self.beta, self.ce_weight, self.dpo_weight = float(beta), float(ce_weight), float(dpo_weight)
+        self.uncond_ce_weight = float(uncond_ce_weight)
         self.layout = policy.layout
 
     @property
@@ -82,30 +90,40 @@ class UALMDPOModel(AbsLMModel):
     # ------------------------------------------------------------------ training
     def forward(
         self,
-        tokens: torch.Tensor,  # [2B,S,K]: B chosen rows, then B rejected rows
-        loss_mask: torch.Tensor,  # [2B,S,K]
-        lengths: Optional[torch.Tensor] = None,  # [2B]
-        task_ids: Optional[torch.Tensor] = None,  # [2B]
+        tokens: torch.Tensor,  # [2B,S,K]: B chosen rows, then B rejected rows (then B unconditional rows: [3B,S,K])
+        loss_mask: torch.Tensor,  # [2B,S,K] ([3B,S,K])
+        lengths: Optional[torch.Tensor] = None,  # [2B] ([3B])
+        task_ids: Optional[torch.Tensor] = None,  # [2B] ([3B])
         **kwargs,
     ):
         R = tokens.shape[0]
-        if R % 2 or R == 0:
-            raise ModelInputError(f"a DPO batch holds B chosen rows then B rejected rows; got {R} rows")
-        B = R // 2
+        parts = 3 if self.uncond_ce_weight > 0 else 2
+        if R % parts or R == 0:
+            what = "B chosen, B rejected and B unconditional rows" if parts == 3 else "B chosen rows then B rejected rows"
+            raise ModelInputError(f"a DPO batch holds {what}; got {R} rows")
+        B = R // parts
         pol = sequence_logprobs(self.policy, tokens, loss_mask, lengths)
         if self.dpo_weight > 0:
             with torch.no_grad():
-                ref_logp = sequence_logprobs(self._reference, tokens, loss_mask, lengths).logp  # [2B]
+                ref_logp = sequence_logprobs(
+                    self._reference, tokens[: 2 * B], loss_mask[: 2 * B], None if lengths is None else lengths[: 2 * B]
+                ).logp  # [2B]
         else:
-            ref_logp = torch.zeros_like(pol.logp)
-        out = dpo_loss(pol.logp[:B], pol.logp[B:], ref_logp[:B], ref_logp[B:], beta=self.beta)
+            ref_logp = torch.zeros_like(pol.logp[: 2 * B])
+        out = dpo_loss(pol.logp[:B], pol.logp[B : 2 * B], ref_logp[:B], ref_logp[B:], beta=self.beta)
         ce_chosen = pol.ce_sum[:B].sum() / pol.weight[:B].sum()
         loss = self.dpo_weight * out.loss + self.ce_weight * ce_chosen
+        ce_uncond = None
+        if parts == 3:
+            ce_uncond = pol.ce_sum[2 * B:].sum() / pol.weight[2 * B:].sum()
+            loss = loss + self.uncond_ce_weight * ce_uncond
         on = pol.mask[:B] > 0  # [B,S-1,K]
         # a copy: ESPnet's trainer divides the returned loss in place by accum_grad (stats must not follow)
         stats: Dict[str, Optional[torch.Tensor]] = dict(loss=loss.detach().clone(), **out.stats())
         stats["ce_chosen"] = ce_chosen.detach()
-        stats["ce_rejected"] = (pol.ce_sum[B:].sum() / pol.weight[B:].sum()).detach()
-        stats["logp_margin"] = (pol.logp[:B] - pol.logp[B:]).detach().mean()  # policy's chosen − rejected
+        stats["ce_rejected"] = (pol.ce_sum[B : 2 * B].sum() / pol.weight[B : 2 * B].sum()).detach()
+        if ce_uncond is not None:
+            stats["ce_uncond"] = ce_uncond.detach()
+        stats["logp_margin"] = (pol.logp[:B] - pol.logp[B : 2 * B]).detach().mean()  # policy's chosen − rejected
         stats["acc_chosen"] = (pol.correct[:B] & on).sum() / on.sum()
         return loss, stats, torch.tensor(float(B), device=loss.device)

@@ -12,9 +12,11 @@ Run::
   with a log line); ``--token_dir`` defaults to ``<init_model_dir>/token_list`` and must match it.
 * The model is :class:`ualm_tk.dpo.model.UALMDPOModel`: the policy starts from the init model's
   weights, the frozen reference is the init model itself. ``--dpo_conf`` sets ``beta`` (0.1),
-  ``ce_weight`` (1.0, the CE regulariser on winners) and ``dpo_weight`` (1.0).
+  ``ce_weight`` (1.0, the CE regulariser on winners), ``dpo_weight`` (1.0) and ``uncond_ce_weight``
+  (0.0; > 0 adds the CE of the winners' CFG unconditional forms, a third row per pair, so the
+  unconditional branch that CFG uses at inference keeps training: ``ualm_tk.dpo.model``).
 * Data: pairs.json files of :mod:`ualm_tk.dpo.pairs` (third field ``dpo_pairs``), bucketed within
-  ``--batch_bins`` positions (a pair counts ``2·max(S_chosen, S_rejected)``), at most
+  ``--batch_bins`` positions (a pair counts ``2·max(S_chosen, S_rejected)``, ``3·`` with ``uncond_ce_weight``), at most
   ``--batch_size`` pairs per batch.
 * The output directory is a plain UALM model directory: ``config.yaml`` says ``model: ualm`` with
   the init model's architecture, the checkpoints hold the policy only (no reference keys), and
@@ -47,7 +49,7 @@ from ualm_tk.tokens.layout import TokenLayout
 
 logger = logging.getLogger(__name__)
 
-DPO_CONF_DEFAULTS = dict(beta=0.1, ce_weight=1.0, dpo_weight=1.0)
+DPO_CONF_DEFAULTS = dict(beta=0.1, ce_weight=1.0, dpo_weight=1.0, uncond_ce_weight=0.0)
 ARCH_KEYS = ("decoder", "decoder_conf", "audio_encoder", "audio_encoder_conf", "pattern", "pattern_conf",
              "model", "model_conf")
 
@@ -123,7 +125,8 @@ class UALMDPOTask(UALMTask):
             max_len = int((args.decoder_conf or {}).get("max_positions", 4096))
         pattern = pattern_choices.get_class(args.pattern)(**(args.pattern_conf or {}))
         return PairsDataset(paths, TokenLayout.load(args.token_dir), pattern, pattern_name=args.pattern,
-                            max_len=max_len, audio_weight=conf["audio_weight"])
+                            max_len=max_len, audio_weight=conf["audio_weight"],
+                            uncond_rows=float(dpo_conf(args)["uncond_ce_weight"]) > 0)
 
     @classmethod
     @typechecked
@@ -137,10 +140,10 @@ class UALMDPOTask(UALMTask):
         reference, _, _ = load_model_dir(args.init_model_dir)
         policy.load_state_dict(reference.state_dict())
         conf = dpo_conf(args)
-        logger.info("DPO: policy and reference from %s, beta %g, ce_weight %g, dpo_weight %g", args.init_model_dir,
-                    conf["beta"], conf["ce_weight"], conf["dpo_weight"])
+        logger.info("DPO: policy and reference from %s, beta %g, ce_weight %g, dpo_weight %g, uncond_ce_weight %g",
+                    args.init_model_dir, conf["beta"], conf["ce_weight"], conf["dpo_weight"], conf["uncond_ce_weight"])
         return UALMDPOModel(policy, reference, beta=float(conf["beta"]), ce_weight=float(conf["ce_weight"]),
-                            dpo_weight=float(conf["dpo_weight"]))
+                            dpo_weight=float(conf["dpo_weight"]), uncond_ce_weight=float(conf["uncond_ce_weight"]))
 
 
 def main(cmd=None):
