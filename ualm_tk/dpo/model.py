@@ -102,28 +102,32 @@ class UALMDPOModel(AbsLMModel):
             what = "B chosen, B rejected and B unconditional rows" if parts == 3 else "B chosen rows then B rejected rows"
             raise ModelInputError(f"a DPO batch holds {what}; got {R} rows")
         B = R // parts
+        ch, rj, un, pair = slice(0, B), slice(B, 2 * B), slice(2 * B, None), slice(0, 2 * B)  # row blocks
         pol = sequence_logprobs(self.policy, tokens, loss_mask, lengths)
         if self.dpo_weight > 0:
             with torch.no_grad():
                 ref_logp = sequence_logprobs(
-                    self._reference, tokens[: 2 * B], loss_mask[: 2 * B], None if lengths is None else lengths[: 2 * B]
+                    self._reference, tokens[pair], loss_mask[pair], None if lengths is None else lengths[pair]
                 ).logp  # [2B]
         else:
-            ref_logp = torch.zeros_like(pol.logp[: 2 * B])
-        out = dpo_loss(pol.logp[:B], pol.logp[B : 2 * B], ref_logp[:B], ref_logp[B:], beta=self.beta)
-        ce_chosen = pol.ce_sum[:B].sum() / pol.weight[:B].sum()
+            ref_logp = torch.zeros_like(pol.logp[pair])
+        out = dpo_loss(pol.logp[ch], pol.logp[rj], ref_logp[ch], ref_logp[rj], beta=self.beta)
+
+        def mean_ce(rows: slice) -> torch.Tensor:
+            return pol.ce_sum[rows].sum() / pol.weight[rows].sum()
+
+        ce_chosen = mean_ce(ch)
         loss = self.dpo_weight * out.loss + self.ce_weight * ce_chosen
-        ce_uncond = None
-        if parts == 3:
-            ce_uncond = pol.ce_sum[2 * B:].sum() / pol.weight[2 * B:].sum()
+        ce_uncond = mean_ce(un) if parts == 3 else None
+        if ce_uncond is not None:
             loss = loss + self.uncond_ce_weight * ce_uncond
-        on = pol.mask[:B] > 0  # [B,S-1,K]
+        on = pol.mask[ch] > 0  # [B,S-1,K]
         # a copy: ESPnet's trainer divides the returned loss in place by accum_grad (stats must not follow)
         stats: Dict[str, Optional[torch.Tensor]] = dict(loss=loss.detach().clone(), **out.stats())
         stats["ce_chosen"] = ce_chosen.detach()
-        stats["ce_rejected"] = (pol.ce_sum[B : 2 * B].sum() / pol.weight[B : 2 * B].sum()).detach()
+        stats["ce_rejected"] = mean_ce(rj).detach()
         if ce_uncond is not None:
             stats["ce_uncond"] = ce_uncond.detach()
-        stats["logp_margin"] = (pol.logp[:B] - pol.logp[B : 2 * B]).detach().mean()  # policy's chosen − rejected
-        stats["acc_chosen"] = (pol.correct[:B] & on).sum() / on.sum()
+        stats["logp_margin"] = (pol.logp[ch] - pol.logp[rj]).detach().mean()  # policy's chosen − rejected
+        stats["acc_chosen"] = (pol.correct[ch] & on).sum() / on.sum()
         return loss, stats, torch.tensor(float(B), device=loss.device)
