@@ -128,6 +128,28 @@ def test_transformer_config_errors_and_presets():
     assert 0.5e6 < tiny.num_parameters() < 1.5e6
 
 
+@torch.no_grad()
+def test_attention_dropout_is_separate_from_residual_dropout():
+    """``attention_dropout: 0.0`` with ``dropout > 0``: only the residual branches drop (SDPA stays fused)."""
+    x = torch.randn(2, 9, 64)
+
+    def dec(**rates):
+        torch.manual_seed(0)
+        return TransformerDecoder(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, **rates)
+
+    residual_only = dec(dropout=0.3, attention_dropout=0.0)
+    for block in residual_only.blocks:
+        block.resid_dropout = torch.nn.Identity()  # what is left to drop is the attention weights: nothing
+    eval_out = residual_only.eval()(x)[0]
+    assert torch.equal(residual_only.train()(x)[0], eval_out)
+    attention_only = dec(dropout=0.0, attention_dropout=0.3).train()
+    assert not torch.allclose(attention_only(x)[0], eval_out)  # same weights, attention weights dropped
+    assert dec(dropout=0.2).blocks[0].attn.dropout == 0.2  # default: attention drops at the residual rate
+    for bad in (dict(dropout=1.0), dict(attention_dropout=-0.1)):
+        with pytest.raises(ValueError, match="must be in \\[0, 1\\)"):
+            dec(**bad)
+
+
 def test_transformer_trains_on_a_repeated_sequence():
     torch.manual_seed(0)
     dec = TransformerDecoder.from_preset("tiny", dropout=0.1).train()
