@@ -1,11 +1,15 @@
 """The DPO wrapper: reference hidden from parameters/state_dict, kept frozen and in eval; loss at start."""
+import argparse
 import math
 
 import pytest
 import torch
 
 from ualm_tk.dpo.data import PairsDataset, collate_pairs
+from ualm_tk.dpo.logprob import guided_logprobs, sequence_hidden
 from ualm_tk.dpo.model import UALMDPOModel
+from ualm_tk.inference import cfg_combine, stream_vocab_mask
+from ualm_tk.inference.cfg import keep_conditional_stop
 from ualm_tk.dpo.pairs import select_pairs, write_pairs
 from ualm_tk.data.task_data import TaskData
 from ualm_tk.data.task_templates import TaskDataError
@@ -90,6 +94,16 @@ def test_bad_settings_are_errors(dpo_corpus):
         UALMDPOModel(make_policy(dpo_corpus["layout"]), ce_weight=0.0, dpo_weight=0.0)
 
 
+def test_dpo_conf_defaults_numbers_and_errors():
+    from ualm_tk.tasks.ualm_dpo import dpo_conf
+
+    conf = dpo_conf(argparse.Namespace(dpo_conf={"guidance_scale": 3, "beta": "0.5"}))
+    assert conf["guidance_scale"] == 3.0 and conf["beta"] == 0.5 and conf["ce_weight"] == 1.0
+    assert dpo_conf(argparse.Namespace(dpo_conf=None))["guidance_scale"] is None  # plain DPO by default
+    with pytest.raises(ValueError, match="guidance_scale: expected a number, got 'high'"):
+        dpo_conf(argparse.Namespace(dpo_conf={"guidance_scale": "high"}))
+
+
 def test_ce_only_mode_is_the_lm_loss_on_winners(dpo_corpus, pair_batch):
     """dpo_weight 0: the loss is exactly the UALM loss of the chosen rows (the CE fine-tune before DPO)."""
     policy = make_policy(dpo_corpus["layout"]).eval()
@@ -151,10 +165,11 @@ def test_unconditional_rows_keep_the_cfg_branch_trained(dpo_corpus, pairs_path, 
     """uncond_ce_weight: a third row per pair (the winner with its caption blanked) adds its CE; DPO is unchanged."""
     layout = dpo_corpus["layout"]
     plain_ds = PairsDataset([pairs_path], layout, build_pattern("delay"))
-    ds = PairsDataset([pairs_path], layout, build_pattern("delay"), uncond_rows=True)
+    ds = PairsDataset([pairs_path], layout, build_pattern("delay"), uncond_sides=("chosen",))
     assert (ds.lengths * 2 == plain_ds.lengths * 3).all()  # a pair now adds 3 rows of positions to a batch
     ex = ds[(0, 0)]
-    chosen, uncond = ex["chosen"], ex["uncond"]
+    chosen, uncond = ex["chosen"], ex["uncond_chosen"]
+    assert "uncond_rejected" not in ex
     assert uncond["tokens"].shape == chosen["tokens"].shape
     blanked = (uncond["tokens"] != chosen["tokens"]).any(-1)  # [S]
     assert blanked.any() and (uncond["tokens"][blanked] == sp.PAD).all()  # the caption, nothing else
@@ -179,9 +194,94 @@ def test_unconditional_rows_keep_the_cfg_branch_trained(dpo_corpus, pairs_path, 
                              lengths=batch["lengths"][2 * B:])
     assert stats["ce_uncond"].item() == pytest.approx(lm_uncond.item(), rel=1e-5)
     assert loss.item() == pytest.approx(loss0.item() + 0.5 * stats["ce_uncond"].item(), rel=1e-5)
-    with pytest.raises(ModelInputError, match="B unconditional rows"):
+    with pytest.raises(ModelInputError, match="B unconditional chosen rows"):
         with_u(**pair_batch)  # 2B rows where 3B are expected
     with pytest.raises(TaskDataError, match="mixes pairs"):
         collate_pairs([ds[(0, 0)], plain_ds[(1, 0)]])
     with pytest.raises(ValueError, match="uncond_ce_weight"):
         UALMDPOModel(make_policy(layout), uncond_ce_weight=-1.0)
+
+
+@pytest.fixture(scope="module")
+def guided_batch(dpo_corpus, pairs_path):
+    ds = PairsDataset([pairs_path], dpo_corpus["layout"], build_pattern("delay"), uncond_sides=("chosen", "rejected"))
+    return collate_pairs([ds[(i, 0)] for i in range(len(ds))])[1]
+
+
+def sampler_logprob(model, cond_hidden, uncond_hidden, tokens, mask, scale):
+    """One row's Σ mask·log p of its tokens, position by position through the CFG sampler's own steps
+    (ualm_tk.inference.incremental: full logits, cfg_combine, keep_conditional_stop, the vocabulary mask)."""
+    lay = model.layout
+    K = model.num_streams
+    allowed = stream_vocab_mask(model.vocab_size, [lay.stream_vocab_range(k) for k in range(K)],
+                                [[sp.EOS]] + [[]] * (K - 1))
+    bias = torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf"))  # [K,V]
+    logits = torch.cat([model.full_logits(cond_hidden[None]), model.full_logits(uncond_hidden[None])])  # [2,S-1,K,V]
+    total = 0.0
+    for s in range(tokens.shape[0] - 1):
+        w = mask[s + 1]  # [K]
+        if not (w > 0).any():
+            continue
+        step = logits[:, s]  # [2,K,V] cond row, uncond row
+        guided = cfg_combine(step, scale).float()  # [1,K,V]
+        if scale != 1.0:
+            guided = guided.clone()
+            guided[:, 0] = keep_conditional_stop(guided[:, 0] + bias[0], step[:1, 0].float() + bias[0],
+                                                 torch.tensor([sp.EOS]))
+        logp = torch.log_softmax(guided + bias, dim=-1)[0]  # [K,V]
+        for k in range(K):
+            if w[k] > 0:
+                total += float(w[k]) * float(logp[k, tokens[s + 1, k]])
+    return total
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("scale", [3.0, 1.0])
+def test_guided_logprobs_are_what_the_cfg_sampler_samples(dpo_corpus, guided_batch, scale):
+    """DPO at guidance_scale λ scores each response under the sampler's distribution at λ."""
+    model = make_policy(dpo_corpus["layout"]).eval()
+    b = guided_batch
+    B = b["tokens"].shape[0] // 4
+    hidden = sequence_hidden(model, b["tokens"], b["lengths"])  # [4B,S-1,D]
+    cond, uncond = slice(0, 2 * B), slice(2 * B, 4 * B)
+    got = guided_logprobs(model, hidden[cond], hidden[uncond], b["tokens"][cond], b["tokens"][uncond],
+                          b["loss_mask"][cond], b["loss_mask"][uncond], scale)  # [2B]
+    for r in range(2 * B):
+        want = sampler_logprob(model, hidden[r], hidden[2 * B + r], b["tokens"][r], b["loss_mask"][r], scale)
+        assert got[r].item() == pytest.approx(want, rel=1e-4), r
+    # the unconditional rows must be the same responses, row for row
+    swapped = torch.arange(2 * B, 4 * B).roll(1)
+    with pytest.raises(ModelInputError, match="differ|scores"):
+        guided_logprobs(model, hidden[cond], hidden[swapped], b["tokens"][cond], b["tokens"][swapped],
+                        b["loss_mask"][cond], b["loss_mask"][swapped], scale)
+
+
+def test_guided_dpo_starts_at_log2_and_moves_the_guided_margin(dpo_corpus, pairs_path, guided_batch):
+    layout = dpo_corpus["layout"]
+    plain_ds = PairsDataset([pairs_path], layout, build_pattern("delay"))
+    three_plain_pairs = collate_pairs([plain_ds[(i, 0)] for i in range(3)])[1]  # 6 rows
+    guided_ds = PairsDataset([pairs_path], layout, build_pattern("delay"), uncond_sides=("chosen", "rejected"))
+    assert (guided_ds.lengths * 2 == plain_ds.lengths * 4).all()  # a pair adds 4 rows of positions to a batch
+    ex = guided_ds[(0, 0)]
+    # the rejected response, scored after the blanked caption: the same positions and weights
+    assert (ex["uncond_rejected"]["loss_mask"] == ex["rejected"]["loss_mask"]).all()
+    with pytest.raises(TaskDataError, match="uncond_sides"):
+        PairsDataset([pairs_path], layout, build_pattern("delay"), uncond_sides=("winner",))
+    model = UALMDPOModel(make_policy(layout), guidance_scale=3.0, ce_weight=0.0, beta=1.0).eval()
+    loss, stats, weight = model(**guided_batch)
+    B = guided_batch["tokens"].shape[0] // 4
+    assert float(weight) == B and loss.item() == pytest.approx(math.log(2), abs=1e-5)  # policy == reference
+    with pytest.raises(ModelInputError, match="B unconditional rejected rows"):
+        model(**three_plain_pairs)  # no unconditional rows
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    model.train()
+    margins = []
+    for _ in range(8):
+        loss, stats, _ = model(**guided_batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        margins.append(stats["dpo_reward_margin"].item())
+    assert margins[-1] > margins[0] + 1e-3, margins
+    with pytest.raises(ValueError, match="guidance scale"):
+        UALMDPOModel(make_policy(layout), guidance_scale=-1.0)

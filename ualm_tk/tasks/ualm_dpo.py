@@ -14,9 +14,11 @@ Run::
   weights, the frozen reference is the init model itself. ``--dpo_conf`` sets ``beta`` (0.1),
   ``ce_weight`` (1.0, the CE regulariser on winners), ``dpo_weight`` (1.0) and ``uncond_ce_weight``
   (0.0; > 0 adds the CE of the winners' CFG unconditional forms, a third row per pair, so the
-  unconditional branch that CFG uses at inference keeps training: ``ualm_tk.dpo.model``).
+  unconditional branch that CFG uses at inference keeps training) and ``guidance_scale`` (null = DPO on
+  the conditional log-probs; λ = DPO on the log-probs of the distribution CFG samples at λ, both
+  sides' unconditional forms added as rows 3 and 4 of each pair: ``ualm_tk.dpo.model``).
 * Data: pairs.json files of :mod:`ualm_tk.dpo.pairs` (third field ``dpo_pairs``), bucketed within
-  ``--batch_bins`` positions (a pair counts ``2·max(S_chosen, S_rejected)``, ``3·`` with ``uncond_ce_weight``), at most
+  ``--batch_bins`` positions (a pair counts ``R·max(S_chosen, S_rejected)`` with R its 2 to 4 rows), at most
   ``--batch_size`` pairs per batch.
 * The output directory is a plain UALM model directory: ``config.yaml`` says ``model: ualm`` with
   the init model's architecture, the checkpoints hold the policy only (no reference keys), and
@@ -40,7 +42,7 @@ import yaml
 from espnet2.utils.nested_dict_action import NestedDictAction
 from typeguard import typechecked
 
-from ualm_tk.dpo.data import PairIterFactory, PairsDataset
+from ualm_tk.dpo.data import PairIterFactory, PairsDataset, uncond_sides
 from ualm_tk.dpo.model import UALMDPOModel
 from ualm_tk.models import AbsLMModel
 from ualm_tk.patterns import pattern_choices
@@ -49,7 +51,7 @@ from ualm_tk.tokens.layout import TokenLayout
 
 logger = logging.getLogger(__name__)
 
-DPO_CONF_DEFAULTS = dict(beta=0.1, ce_weight=1.0, dpo_weight=1.0, uncond_ce_weight=0.0)
+DPO_CONF_DEFAULTS = dict(beta=0.1, ce_weight=1.0, dpo_weight=1.0, uncond_ce_weight=0.0, guidance_scale=None)
 ARCH_KEYS = ("decoder", "decoder_conf", "audio_encoder", "audio_encoder_conf", "pattern", "pattern_conf",
              "model", "model_conf")
 
@@ -60,6 +62,13 @@ def dpo_conf(args: argparse.Namespace) -> Dict:
     if unknown:
         raise ValueError(f"--dpo_conf: unknown key(s) {sorted(unknown)} (known: {sorted(conf)})")
     conf.update(args.dpo_conf or {})
+    for key, value in conf.items():
+        if value is None and key == "guidance_scale":
+            continue  # plain (conditional) DPO
+        try:
+            conf[key] = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"--dpo_conf {key}: expected a number, got {value!r}") from None
     return conf
 
 
@@ -124,9 +133,10 @@ class UALMDPOTask(UALMTask):
         if max_len is None and args.decoder == "transformer":
             max_len = int((args.decoder_conf or {}).get("max_positions", 4096))
         pattern = pattern_choices.get_class(args.pattern)(**(args.pattern_conf or {}))
+        dpo = dpo_conf(args)
         return PairsDataset(paths, TokenLayout.load(args.token_dir), pattern, pattern_name=args.pattern,
                             max_len=max_len, audio_weight=conf["audio_weight"],
-                            uncond_rows=float(dpo_conf(args)["uncond_ce_weight"]) > 0)
+                            uncond_sides=uncond_sides(dpo["guidance_scale"], dpo["uncond_ce_weight"]))
 
     @classmethod
     @typechecked
@@ -140,10 +150,9 @@ class UALMDPOTask(UALMTask):
         reference, _, _ = load_model_dir(args.init_model_dir)
         policy.load_state_dict(reference.state_dict())
         conf = dpo_conf(args)
-        logger.info("DPO: policy and reference from %s, beta %g, ce_weight %g, dpo_weight %g, uncond_ce_weight %g",
-                    args.init_model_dir, conf["beta"], conf["ce_weight"], conf["dpo_weight"], conf["uncond_ce_weight"])
-        return UALMDPOModel(policy, reference, beta=float(conf["beta"]), ce_weight=float(conf["ce_weight"]),
-                            dpo_weight=float(conf["dpo_weight"]), uncond_ce_weight=float(conf["uncond_ce_weight"]))
+        logger.info("DPO: policy and reference from %s, %s", args.init_model_dir,
+                    ", ".join(f"{k} {v}" for k, v in conf.items()))
+        return UALMDPOModel(policy, reference, **conf)
 
 
 def main(cmd=None):
