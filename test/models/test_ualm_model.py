@@ -336,6 +336,20 @@ def test_cpu_bf16_runs_the_products_in_bfloat16_and_keeps_the_loss_close(lm_corp
     assert seen == [torch.float32]
 
 
+def test_cpu_bf16_auto_follows_the_cpu_and_bad_values_are_refused(lm_corpus, monkeypatch):
+    """model_conf cpu_bf16: auto turns bf16 autocast on only where the CPU computes bfloat16 natively (elsewhere it
+    is emulated, ~10x slower than float32); true and false are kept; anything else names the key."""
+    from ualm_tk.utils import cpu_precision
+
+    for native in (True, False):
+        monkeypatch.setattr(cpu_precision, "cpu_has_native_bf16", lambda: native)
+        assert make_model(lm_corpus["layout"], cpu_bf16="auto").cpu_bf16 is native
+        assert make_model(lm_corpus["layout"], cpu_bf16=True).cpu_bf16 is True
+        assert make_model(lm_corpus["layout"], cpu_bf16=False).cpu_bf16 is False
+    with pytest.raises(ValueError, match="model_conf.cpu_bf16: expected auto, true or false, got 'yes'"):
+        make_model(lm_corpus["layout"], cpu_bf16="yes")
+
+
 def test_reported_loss_survives_the_trainers_in_place_accum_grad_division(lm_corpus):
     """ESPnet's trainer does ``loss /= accum_grad`` on the returned loss tensor before it registers the stats:
     the stats' loss must be a copy, or the training log shows the loss divided by accum_grad."""

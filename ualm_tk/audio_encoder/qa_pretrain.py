@@ -43,13 +43,16 @@ from ualm_tk.audio_encoder.augment import WavAugment
 from ualm_tk.data.kaldi_files import read_kaldi_file
 from ualm_tk.data.lm_dataset import load_wav
 from ualm_tk.scoring.models.corpus import CorpusError, Event, FrameF1, frame_bce, frame_targets, parse_events
+from ualm_tk.utils.cpu_precision import resolve_cpu_bf16
 
 logger = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 
 TRAIN_DEFAULTS: Dict[str, Any] = dict(
     max_epochs=30, batch_size=16, lr=1.0e-3, weight_decay=0.01, warmup_epochs=1, grad_clip=1.0, patience=8, seed=0,
-    cpu_bf16=False,  # forward under torch.autocast("cpu", bfloat16): products in bf16, weights and loss float32
+    # forward under torch.autocast("cpu", bfloat16), products in bf16, weights and loss float32:
+    # auto / true / false (ualm_tk.utils.cpu_precision: auto = where the CPU computes bf16 natively)
+    cpu_bf16=False,
     shift_max_s=0.0, eq_db=0.0,  # training-batch augmentation (ualm_tk.audio_encoder.augment); 0 = off
     frame_event_weight=0.0,  # weight of the frame-level event loss (metadata onsets/offsets); 0 = off
 )
@@ -325,6 +328,10 @@ def pretrain(model: EncoderQAClassifier, train: Sequence[LabelledClip], valid: S
         sched.load_state_dict(saved["sched"])
         state = saved["state"]
         logger.info("resumed from %s after epoch %d", ckpt, state["epoch"])
+    try:
+        bf16 = resolve_cpu_bf16(conf["cpu_bf16"])
+    except ValueError as e:
+        raise QAPretrainError(str(e)) from None
     rng = random.Random(conf["seed"])
     augment = WavAugment(model.encoder.sample_rate, conf["shift_max_s"], conf["eq_db"])
     for _ in range(state["epoch"]):  # same batch order as an uninterrupted run
@@ -339,7 +346,7 @@ def pretrain(model: EncoderQAClassifier, train: Sequence[LabelledClip], valid: S
             if augment.active:  # seeded by (seed, epoch, batch): a resumed run sees the same batches
                 arng = np.random.default_rng([conf["seed"], epoch, b])
                 clips = [c.delayed(augment(c.wav, arng), augment.sample_rate) for c in clips]
-            loss, n = batch_loss(model, clips, conf["cpu_bf16"], conf["frame_event_weight"])
+            loss, n = batch_loss(model, clips, bf16, conf["frame_event_weight"])
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), conf["grad_clip"])
@@ -349,7 +356,7 @@ def pretrain(model: EncoderQAClassifier, train: Sequence[LabelledClip], valid: S
             n_sum += n
             if b % 25 == 0:
                 logger.info("epoch %d: batch %d/%d, train loss %.3f", epoch, b, len(batches), loss_sum / max(n_sum, 1))
-        res = evaluate(model, valid, space, conf["batch_size"], conf["cpu_bf16"])
+        res = evaluate(model, valid, space, conf["batch_size"], bf16)
         rec = dict(epoch=epoch, train_loss=loss_sum / max(n_sum, 1), valid_accuracy=res["accuracy"],
                    seconds=round(time.time() - t0, 1))
         state["history"].append(rec)

@@ -10,7 +10,8 @@ The encoder is the one ``--lm_config`` names (``audio_encoder``, ``audio_encoder
 ``freeze`` is ignored here), so the LM can start from it with
 ``--init_param <output_dir>/encoder/model.pth::audio_encoder``. ``--config`` (YAML) may set
 ``max_epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``warmup_epochs``, ``grad_clip``,
-``patience``, ``seed``, ``cpu_bf16`` (the forward under bfloat16 autocast on CPU), ``shift_max_s`` and
+``patience``, ``seed``, ``cpu_bf16`` (``auto`` / ``true`` / ``false``: the forward under bfloat16 autocast on
+CPU; ``auto`` where the CPU computes bfloat16 natively, :mod:`ualm_tk.utils.cpu_precision`), ``shift_max_s`` and
 ``eq_db`` (training-batch augmentation, :mod:`ualm_tk.audio_encoder.augment`; 0 = off),
 ``frame_event_weight`` (the frame-level event loss on the data dirs' ``metadata`` events; 0 = off),
 ``num_heads``, ``dropout``; other keys are an error.
@@ -79,6 +80,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     from ualm_tk.audio_encoder import build_audio_encoder, save_audio_encoder
     from ualm_tk.audio_encoder.qa_pretrain import (
         EncoderQAClassifier, QALabelSpace, QAPretrainError, evaluate, pretrain, read_labelled_clips, results_markdown)
+    from ualm_tk.utils.cpu_precision import resolve_cpu_bf16
 
     torch.set_num_threads(args.num_threads if args.num_threads > 0 else len(os.sched_getaffinity(0)))
     name, enc_conf, train_conf, head_conf = read_confs(args.lm_config, args.config)
@@ -112,7 +114,8 @@ def main(cmd: Optional[List[str]] = None) -> None:
     model.load_state_dict(torch.load(out / "best.pth", map_location="cpu"))
     results = {"valid": state["best"]}
     if test is not None:
-        results["test"] = evaluate(model, test, space, train_conf["batch_size"], train_conf["cpu_bf16"])
+        results["test"] = evaluate(model, test, space, train_conf["batch_size"],
+                                   resolve_cpu_bf16(train_conf["cpu_bf16"]))
         logging.info("test accuracy %.3f over %d questions", results["test"]["accuracy"], results["test"]["count"])
     save_audio_encoder(encoder, out / "encoder", meta=dict(
         pretrained_on=str(args.train_dir), task="categorical question labels", best_epoch=state["best_epoch"],

@@ -15,10 +15,12 @@
   audio stream positions weighted 1/K by default); position s predicts the tokens at s+1.
 * Alignment phase (:meth:`UALMModel.set_alignment_phase`): only the adapter and the audio-token
   embedding rows train.
-* ``cpu_bf16``: on CPU, ``forward`` (training and validation loss) runs under
-  ``torch.autocast("cpu", bfloat16)``: matrix products in bfloat16, weights, gradients, optimizer
-  state and the loss in float32 (mixed precision; CPUs with AVX512-BF16 or AMX run these products
-  2-3x faster than float32). Inference (:mod:`ualm_tk.models.generation`) stays float32.
+* ``cpu_bf16`` (``auto`` / ``true`` / ``false``, :mod:`ualm_tk.utils.cpu_precision`): on CPU, ``forward``
+  (training and validation loss) runs under ``torch.autocast("cpu", bfloat16)``: matrix products in
+  bfloat16, weights, gradients, optimizer state and the loss in float32 (mixed precision; CPUs with
+  AVX512-BF16 or AMX run these products 2-3x faster than float32, CPUs without emulate them ~10x
+  slower: ``auto`` turns it on only on the former). Inference (:mod:`ualm_tk.models.generation`)
+  stays float32.
 * Hugging Face backbone: its text embedding and head rows are copied into the text block.
 """
 
@@ -39,6 +41,7 @@ from ualm_tk.models.abs_model import AbsLMModel, ModelInputError
 from ualm_tk.patterns.abs_pattern import AbsPattern
 from ualm_tk.tokens import specials as sp
 from ualm_tk.tokens.layout import TokenLayout
+from ualm_tk.utils.cpu_precision import CpuBf16Setting, resolve_cpu_bf16
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +65,10 @@ class UALMModel(AbsLMModel):
         init_std: float = 0.02,
         copy_text_weights: bool = True,
         alignment_phase: bool = False,
-        cpu_bf16: bool = False,
+        cpu_bf16: CpuBf16Setting = False,
     ):
         super().__init__()
-        self.cpu_bf16 = cpu_bf16
+        self.cpu_bf16 = resolve_cpu_bf16(cpu_bf16, "model_conf.cpu_bf16")  # bool from here on
         self.layout = layout
         self.pattern = pattern
         self.decoder = decoder
