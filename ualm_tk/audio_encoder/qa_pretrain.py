@@ -8,7 +8,9 @@ a classifier: for every categorical question type of ``qtypes.json`` (``categori
 such as ``first_event`` can use positions) and a small head picks the answer. Loss: mean
 cross-entropy over every (clip, question) label of the batch. Only training-set labels are used;
 the valid set picks the best epoch. ``shift_max_s`` / ``eq_db`` augment the training batches with
-label-preserving transforms (:mod:`ualm_tk.audio_encoder.augment`), seeded by (seed, epoch, batch).
+label-preserving transforms (:mod:`ualm_tk.audio_encoder.augment`), seeded by (seed, epoch, batch);
+``tempo_rates`` / ``tempo_prob`` swap a clip with a rate label for a time-stretched copy whose label moves
+with it (:mod:`ualm_tk.audio_encoder.tempo_relabel`; the copies are made once, before the first epoch).
 ``frame_event_weight > 0`` adds a frame-level event loss: a linear head on every encoder frame
 predicts which event classes sound at that frame (strong labels from the onsets/offsets of the
 data dir's ``metadata``, binary cross-entropy summed over classes, averaged over frames), so each
@@ -40,6 +42,7 @@ import torch.nn.functional as F
 
 from ualm_tk.audio_encoder import AbsAudioEncoder
 from ualm_tk.audio_encoder.augment import WavAugment
+from ualm_tk.audio_encoder.tempo_relabel import TempoRelabel, TempoRelabelError, time_stretch
 from ualm_tk.data.kaldi_files import read_kaldi_file
 from ualm_tk.data.lm_dataset import load_wav
 from ualm_tk.scoring.models.corpus import CorpusError, Event, FrameF1, frame_bce, frame_targets, parse_events
@@ -55,6 +58,9 @@ TRAIN_DEFAULTS: Dict[str, Any] = dict(
     cpu_bf16=False,
     shift_max_s=0.0, eq_db=0.0,  # training-batch augmentation (ualm_tk.audio_encoder.augment); 0 = off
     frame_event_weight=0.0,  # weight of the frame-level event loss (metadata onsets/offsets); 0 = off
+    # time stretch that moves a rate label (ualm_tk.audio_encoder.tempo_relabel): {qtype: {answer: rate}},
+    # the chance a clip with stretched copies is swapped for one, the largest stretch; {} or 0 = off
+    tempo_rates={}, tempo_prob=0.0, tempo_max_ratio=1.6,
 )
 
 
@@ -101,6 +107,29 @@ class LabelledClip:
         dt = (len(wav) - len(self.wav)) / sample_rate
         moved = [Event(e.label, e.onset + dt, e.offset + dt) for e in self.events]
         return LabelledClip(self.utt, wav, self.labels, moved)
+
+    def stretched(self, ratio: float, labels: List[Tuple[int, int]], sample_rate: int) -> "LabelledClip":
+        """This clip played ``ratio`` times as fast (pitch kept), with ``labels``; events rescaled."""
+        events = [Event(e.label, e.onset / ratio, e.offset / ratio) for e in self.events]
+        return LabelledClip(self.utt, time_stretch(self.wav, sample_rate, ratio), labels, events)
+
+
+def tempo_variants(clips: Sequence[LabelledClip], space: QALabelSpace, conf: Dict[str, Any],
+                   sample_rate: int) -> Dict[int, List[LabelledClip]]:
+    """``clip index -> its time-stretched, relabelled copies`` under ``conf``'s ``tempo_*`` keys ({} when off)."""
+    try:
+        relabel = TempoRelabel.from_conf(conf["tempo_rates"] or {}, space.qtypes, space.answers,
+                                         conf["tempo_prob"], conf["tempo_max_ratio"])
+    except TempoRelabelError as e:
+        raise QAPretrainError(str(e)) from None
+    if not relabel.active:
+        return {}
+    out = {i: [c.stretched(r, labels, sample_rate) for r, labels in relabel.moves(c.labels)]
+           for i, c in enumerate(clips)}
+    out = {i: v for i, v in out.items() if v}
+    logger.info("tempo relabelling: %d of %d training clips have %d stretched copies (swapped in with p = %.2f)",
+                len(out), len(clips), sum(len(v) for v in out.values()), relabel.prob)
+    return out
 
 
 def read_qa_labels(data_dir: PathLike, space: QALabelSpace) -> Dict[str, List[Tuple[int, int]]]:
@@ -334,6 +363,7 @@ def pretrain(model: EncoderQAClassifier, train: Sequence[LabelledClip], valid: S
         raise QAPretrainError(str(e)) from None
     rng = random.Random(conf["seed"])
     augment = WavAugment(model.encoder.sample_rate, conf["shift_max_s"], conf["eq_db"])
+    variants = tempo_variants(train, space, conf, model.encoder.sample_rate)
     for _ in range(state["epoch"]):  # same batch order as an uninterrupted run
         length_batches(train, conf["batch_size"], rng)
     while state["epoch"] < conf["max_epochs"] and not state.get("stopped"):
@@ -343,8 +373,12 @@ def pretrain(model: EncoderQAClassifier, train: Sequence[LabelledClip], valid: S
         batches = length_batches(train, conf["batch_size"], rng)
         for b, idx in enumerate(batches, 1):
             clips = [train[i] for i in idx]
-            if augment.active:  # seeded by (seed, epoch, batch): a resumed run sees the same batches
-                arng = np.random.default_rng([conf["seed"], epoch, b])
+            arng = np.random.default_rng([conf["seed"], epoch, b])  # seeded: a resumed run sees the same batches
+            if variants:
+                swap = [i in variants and arng.random() < conf["tempo_prob"] for i in idx]
+                clips = [variants[i][int(arng.integers(len(variants[i])))] if s else c
+                         for i, c, s in zip(idx, clips, swap)]
+            if augment.active:
                 clips = [c.delayed(augment(c.wav, arng), augment.sample_rate) for c in clips]
             loss, n = batch_loss(model, clips, bf16, conf["frame_event_weight"])
             opt.zero_grad()

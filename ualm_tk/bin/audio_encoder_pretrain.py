@@ -14,6 +14,8 @@ The encoder is the one ``--lm_config`` names (``audio_encoder``, ``audio_encoder
 CPU; ``auto`` where the CPU computes bfloat16 natively, :mod:`ualm_tk.utils.cpu_precision`), ``shift_max_s`` and
 ``eq_db`` (training-batch augmentation, :mod:`ualm_tk.audio_encoder.augment`; 0 = off),
 ``frame_event_weight`` (the frame-level event loss on the data dirs' ``metadata`` events; 0 = off),
+``tempo_rates`` / ``tempo_prob`` / ``tempo_max_ratio`` (time-stretched copies whose rate label moves with
+them, :mod:`ualm_tk.audio_encoder.tempo_relabel`; off by default),
 ``num_heads``, ``dropout``; other keys are an error.
 
 Writes ``<output_dir>/encoder/`` (component dir of the best valid epoch), ``results.json``,
