@@ -14,7 +14,9 @@ machine hit them alike:
 * ``batch1``    : the same examples one row per step (optional, ``--modes``);
 * ``bf16``      : the real iterator's batches with ``model_conf.cpu_bf16`` on: the forward under
   ``torch.autocast("cpu", bfloat16)``, weights and optimizer in float32 (optional, ``--modes``).
-  Its loss after the timed steps is printed beside ``bucketed``'s (same batches, same initial model).
+  Its loss after the timed steps is printed beside ``bucketed``'s (same batches, same initial model). With
+  ``bf16`` among the modes every other contender runs in float32, whatever the config's ``cpu_bf16`` (``auto``)
+  picked on this CPU; the table's header says whether the CPU computes bfloat16 natively.
 * ``allpos``    : the real iterator's batches with every position through the output head and its
   cross-entropy (``UALMModel._stream_ce(all_positions=True)``), the way the model scored before it
   restricted the head to loss-bearing positions; same losses as ``bucketed`` (optional, ``--modes``).
@@ -45,6 +47,7 @@ import torch
 from ualm_tk.data.lm_dataset import LMIterFactory, collate
 from ualm_tk.tasks import dry_run
 from ualm_tk.tasks.ualm import UALMTask
+from ualm_tk.utils.cpu_precision import cpu_has_native_bf16
 
 logger = logging.getLogger("train_speed")
 RECIPE = Path("egs2/mini_ualm/ualm1")
@@ -164,8 +167,8 @@ def main(cmd=None) -> None:
     contenders = []
     for m in modes:
         model = copy.deepcopy(model0)
-        if m == "bf16":
-            model.cpu_bf16 = True
+        if "bf16" in modes:  # bf16 against float32, whatever the config's cpu_bf16 (auto) chose on this CPU
+            model.cpu_bf16 = m == "bf16"
         if m == "allpos":  # the instance attribute shadows the method for this copy only
             model._stream_ce = functools.partial(model._stream_ce, all_positions=True)
         contenders.append(Contender(m, model, args, dataset, groupings[m]))
@@ -181,7 +184,9 @@ def main(cmd=None) -> None:
     base = rows.get("bucketed") or next(iter(rows.values()))
     print(f"\nTraining speed, {a.config} ({nparam / 1e6:.1f} M parameters), tasks {','.join(tasks)} ({a.set}), "
           f"{a.threads} threads, {a.steps} timed steps after {a.warmup} warm-up (batch1: one step per timed example), "
-          f"interleaved; load average at the end: {os.getloadavg()[0]:.1f}")
+          f"interleaved; load average at the end: {os.getloadavg()[0]:.1f}; native bfloat16 on this CPU: "
+          f"{'yes' if cpu_has_native_bf16() else 'no (bf16 is emulated)'}; cpu_bf16 per contender: "
+          f"{', '.join(f'{c.name} {c.model.cpu_bf16}' for c in contenders)}")
     head = (f"{'contender':>9} {'rows/step':>9} {'s/step':>7} {'padded pos/s':>12} {'real pos/s':>10} "
             f"{'loss pos/s':>10} {'examples/s':>10} {'padding':>7} {'real pos/s vs bucketed':>22} {'loss (last 3)':>13}")
     print(head)
