@@ -22,7 +22,9 @@ from typing import NamedTuple, Optional
 import torch
 
 from ualm_tk.inference.cfg import keep_conditional_stop
+from ualm_tk.inference.sampling import vocab_bias
 from ualm_tk.models.abs_model import ModelInputError
+from ualm_tk.models.generation import audio_vocab_mask
 from ualm_tk.models.ualm import UALMModel
 from ualm_tk.tokens import specials as sp
 
@@ -122,10 +124,7 @@ def guided_logprobs(
     l0u, lau = model.stream_logits(hidden_uncond[sel_u][:, None])
     lam = float(scale)
     # stream 0: the sampler's audio mask (its codebook block and <eos>), <eos> at its conditional probability
-    lo, hi = model.layout.stream_vocab_range(0)
-    bias0 = torch.full((l0c.shape[-1],), float("-inf"), device=l0c.device)
-    bias0[lo:hi] = 0.0
-    bias0[sp.EOS] = 0.0
+    bias0 = vocab_bias(audio_vocab_mask(model.layout, l0c.device))[0, : l0c.shape[-1]]  # [s0_end]
     c0 = l0c[:, 0].float() + bias0  # [P,s0_end]
     if lam == 1.0:
         logp0 = torch.log_softmax(c0, dim=-1)

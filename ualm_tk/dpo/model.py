@@ -127,7 +127,10 @@ class UALMDPOModel(AbsLMModel):
                                    loss_mask[pair], loss_mask[un_pair], self.guidance_scale)
 
         hidden = sequence_hidden(self.policy, tokens, lengths)  # [RB,S-1,D]
-        pol = scores_from_hidden(self.policy, hidden, tokens, loss_mask)  # conditional CE of every row
+        # conditional CE of the rows that use it: the pair (DPO, CE regulariser, statistics), and the unconditional
+        # chosen rows only for their CE term (guided DPO's unconditional rows enter through dpo_logp alone)
+        ce_rows = slice(0, 3 * B) if self.uncond_ce_weight > 0 else pair
+        pol = scores_from_hidden(self.policy, hidden[ce_rows], tokens[ce_rows], loss_mask[ce_rows])
         pol_logp = dpo_logp(self.policy, hidden) if guided else pol.logp[pair]  # [2B]
         if self.dpo_weight > 0:
             ref_rows = slice(None) if guided else pair

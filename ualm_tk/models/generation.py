@@ -91,6 +91,15 @@ def _prompt_embeds(model: UALMModel, tokens: torch.Tensor, feats, sample_rate: i
     return model.input_embeds(tokens, audio, lengths, torch.zeros(len(clips), dtype=torch.long))
 
 
+def audio_vocab_mask(lay: TokenLayout, device=None) -> torch.Tensor:
+    """The sampler's allowed ids for an audio turn, ``[K, V]`` bool: stream k its own codebook block, stream 0
+    also ``<eos>`` (guided DPO scores its log-probs under the same mask, :mod:`ualm_tk.dpo.logprob`)."""
+    K = lay.num_codebooks
+    return stream_vocab_mask(
+        lay.vocab_size, [lay.stream_vocab_range(k) for k in range(K)], [[sp.EOS]] + [[]] * (K - 1), device=device
+    )
+
+
 def _text_config(lay: TokenLayout, max_steps: int, device) -> DecodeConfig:
     """Greedy text in stream 0 (stops at ``<eos>`` or ``<eot>``), ``<pad>`` in streams >= 1."""
     K, V = lay.num_codebooks, lay.vocab_size
@@ -166,7 +175,7 @@ def generate_from_segments(
     if max_segments < 1:
         raise ValueError(f"max_segments must be >= 1, got {max_segments}")
     lay, pattern = model.layout, model.pattern
-    K, V = lay.num_codebooks, lay.vocab_size
+    K = lay.num_codebooks
     device = next(model.parameters()).device
     rendered = render_example(segments, lay, pattern, prompt_only=True, key="prompt")
     out_modality = segments[assistant_turn_start(segments, "prompt")].modality
@@ -179,9 +188,7 @@ def generate_from_segments(
                       for _ in range(num_samples - 1)]
     if out_modality != "audio":
         raise TaskDataError(f"cannot generate modality {out_modality!r} (audio or text)")
-    allowed = stream_vocab_mask(
-        V, [lay.stream_vocab_range(k) for k in range(K)], [[sp.EOS]] + [[]] * (K - 1), device=device
-    )
+    allowed = audio_vocab_mask(lay, device)
     delays = pattern.offsets(K)
     uncond = None
     if guidance_scale is not None:
