@@ -40,9 +40,9 @@ def _env():
     return env
 
 
-def run_data_sh(corpus_dir, data_dir, num_clips, nj, seed=0, check=True):
+def run_data_sh(corpus_dir, data_dir, num_clips, nj, seed=0, check=True, extra=()):
     cmd = ["local/data.sh", "--corpus_dir", str(corpus_dir), "--data_dir", str(data_dir),
-           "--num_clips", str(num_clips), "--seed", str(seed), "--nj", str(nj)]
+           "--num_clips", str(num_clips), "--seed", str(seed), "--nj", str(nj), *extra]
     res = subprocess.run(cmd, cwd=RECIPE, env=_env(), capture_output=True, text=True, timeout=600)
     if check:
         assert res.returncode == 0, f"data.sh failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
@@ -53,6 +53,10 @@ def run_data_sh(corpus_dir, data_dir, num_clips, nj, seed=0, check=True):
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("mini_corpus")
     run_data_sh(root / "corpus", root / "data", num_clips=50, nj=2)
+    return load_corpus(root)
+
+
+def load_corpus(root):
     data = root / "data"
     sets = {}
     for s in SPLITS:
@@ -351,6 +355,10 @@ def _combo_rows(e):
 
 
 def test_heldout_never_in_train_and_test_classes_in_train(corpus):
+    check_heldout_policy(corpus)
+
+
+def check_heldout_policy(corpus):
     h = corpus["heldout"]
     seq_pairs = {tuple(p) for p in h["sequence_pairs"]}
     ov_pairs = {tuple(p) for p in h["overlay_pairs"]}
@@ -417,10 +425,36 @@ def test_same_seed_same_corpus_whatever_nj(tmp_path):
     assert (tmp_path / "d2" / "train" / "text").read_bytes() != (data_dir / "train" / "text").read_bytes()
 
 
+def test_more_training_clips_leave_valid_test_and_default_train_unchanged(tmp_path):
+    """--train_clips grows the training split alone: corpora of different sizes are scored on the same valid
+    and test clips, the default training clips stay, and the extra ones obey the held-out policy."""
+    run_data_sh(tmp_path / "base" / "corpus", tmp_path / "base" / "data", num_clips=12, nj=2, seed=3)
+    run_data_sh(tmp_path / "more" / "corpus", tmp_path / "more" / "data", num_clips=12, nj=2, seed=3,
+                extra=["--train_clips", "22"])
+    base, more = load_corpus(tmp_path / "base"), load_corpus(tmp_path / "more")
+    assert len(base["sets"]["train"]["meta"]) == 10 and len(more["sets"]["train"]["meta"]) == 22
+    assert base["heldout"] == more["heldout"]
+    for s in SPLITS:
+        b, m = base["sets"][s], more["sets"][s]
+        if s != "train":
+            assert b["meta"] == m["meta"] and b["text"] == m["text"] and b["qa"] == m["qa"], s
+            assert b["text_only"] == m["text_only"], s
+        for utt in b["meta"]:  # every default clip is there under its name, with the same audio and labels
+            assert m["meta"][utt] == b["meta"][utt] and m["text"][utt] == b["text"][utt], f"{s} {utt}"
+            assert filecmp.cmp(b["wav"][utt], m["wav"][utt], shallow=False), f"{s} {utt}: audio differs"
+    extra = sorted(set(more["sets"]["train"]["meta"]) - set(base["sets"]["train"]["meta"]))
+    assert extra == [f"mini-train-{i:05d}" for i in range(10, 22)]
+    check_heldout_policy(more)
+    res = run_data_sh(tmp_path / "less" / "corpus", tmp_path / "less" / "data", num_clips=12, nj=2, seed=3,
+                      extra=["--train_clips", "5"], check=False)
+    assert res.returncode != 0 and "--train_clips must be at least the 10 training clips" in res.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["--num_clips", "many"], "expects an integer"),
     (["--num_clips", "2"], "at least 3"),
     (["--nj", "0"], "at least 1"),
+    (["--train_clips", "-1"], "at least 0"),
     (["--bogus", "1"], "unknown option"),
 ])
 def test_bad_options_fail_before_work(tmp_path, args, message):

@@ -15,6 +15,9 @@ corpus_dir=corpus
 data_dir=data
 # total number of clips over train/valid/test (about 80/10/10)
 num_clips=2000
+# training clips (0: num_clips less valid and test); more adds training clips, drawn after the default ones
+# under the same held-out policy: valid, test and the default training clips stay the same
+train_clips=0
 # random seed of every generation choice
 seed=0
 # text-only problems per training clip (valid/test get one per clip); they are cheap, and arithmetic needs many
@@ -28,6 +31,7 @@ nj=2
 
 [ $# -eq 0 ] || die "unexpected arguments: $*"
 [ "${num_clips}" -ge 3 ] || die "--num_clips must be at least 3, got ${num_clips}"
+[ "${train_clips}" -ge 0 ] || die "--train_clips must be at least 0 (0: the default split), got ${train_clips}"
 [ "${text_problems_per_clip}" -ge 1 ] || die "--text_problems_per_clip must be at least 1, got ${text_problems_per_clip}"
 [ "${nj}" -ge 1 ] || die "--nj must be at least 1, got ${nj}"
 [ -n "${corpus_dir}" ] || die "--corpus_dir is empty"
@@ -39,9 +43,11 @@ done
 python=${PYTHON:-python}
 command -v "${python}" >/dev/null || die "${python} not found (source path.sh or set PYTHON)"
 
-log "Generating ${num_clips} clips (seed ${seed}, nj ${nj}): ${corpus_dir}/wav, ${data_dir}"
+what="${num_clips} clips"
+[ "${train_clips}" -gt 0 ] && what="the valid/test clips of ${num_clips} and ${train_clips} training clips"
+log "Generating ${what} (seed ${seed}, nj ${nj}): ${corpus_dir}/wav, ${data_dir}"
 "${python}" "$(dirname "$0")/make_corpus.py" --corpus_dir "${corpus_dir}" --data_dir "${data_dir}" \
-  --num_clips "${num_clips}" --seed "${seed}" --nj "${nj}" \
+  --num_clips "${num_clips}" --train_clips "${train_clips}" --seed "${seed}" --nj "${nj}" \
   --text_problems_per_clip "${text_problems_per_clip}" \
   || die "corpus generation failed"
 log "Done: ${data_dir}/corpus_stats.md"

@@ -23,6 +23,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus_dir", type=Path, required=True, help="where <corpus_dir>/wav/<utt>.wav go")
     p.add_argument("--data_dir", type=Path, required=True, help="where <data_dir>/{train,valid,test}/ go")
     p.add_argument("--num_clips", type=int, default=2000, help="total clips over all splits (>= 3)")
+    p.add_argument("--train_clips", type=int, default=0,
+                   help="training clips (0: num_clips less the 10 %% valid and 10 %% test); more adds training "
+                        "clips and leaves valid, test and the default training clips unchanged")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     p.add_argument("--text_problems_per_clip", type=int, default=8,
                    help="text-only problems per training clip (held-out splits: one per clip)")
@@ -36,13 +39,15 @@ def main(cmd=None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     if args.num_clips < 3:
         get_parser().error(f"--num_clips must be >= 3, got {args.num_clips}")
+    if args.train_clips < 0:
+        get_parser().error(f"--train_clips must be >= 0 (0: the default split), got {args.train_clips}")
     if args.text_problems_per_clip < 1:
         get_parser().error(f"--text_problems_per_clip must be >= 1, got {args.text_problems_per_clip}")
     if args.nj < 1:
         get_parser().error(f"--nj must be >= 1, got {args.nj}")
     try:
         res = build_corpus(args.corpus_dir, args.data_dir, args.num_clips, args.seed, args.nj,
-                           args.text_problems_per_clip)
+                           args.text_problems_per_clip, args.train_clips or None)
     except PlanError as e:
         logging.error("%s", e)
         return 1

@@ -19,7 +19,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from tqdm import tqdm
 
@@ -57,13 +57,13 @@ def _json(obj) -> str:
 
 
 def build_corpus(corpus_dir: Path, data_dir: Path, num_clips: int, seed: int, nj: int,
-                 text_problems_per_clip: int = 8) -> Dict:
+                 text_problems_per_clip: int = 8, train_clips: Optional[int] = None) -> Dict:
     t0 = time.time()
     corpus_dir, data_dir = Path(corpus_dir).resolve(), Path(data_dir).resolve()
     wav_dir = corpus_dir / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
     planner = Planner(seed, load_asterisk_prompts(), load_effects(default_repo_root()))
-    specs = planner.plan(num_clips)
+    specs = planner.plan(num_clips, train_clips)
     logger.info("planned %d clips: %s", len(specs), dict(Counter(s["split"] for s in specs)))
     planned = {s["utt"] for s in specs}
     for f in sorted(wav_dir.glob("mini-*.wav")):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
@@ -405,8 +406,14 @@ class Planner:
         spec["style"] = rng.randrange(1000)
         return spec
 
-    def plan(self, num_clips: int) -> List[Dict]:
+    def plan(self, num_clips: int, train_clips: Optional[int] = None) -> List[Dict]:
+        """Specs of every clip. ``train_clips`` (default: ``num_clips`` less valid and test) adds training clips
+        drawn after the default ones from their own random stream, under the same held-out policy, so valid,
+        test and the default training clips stay what ``num_clips`` alone gives."""
         counts = split_counts(num_clips)
+        if train_clips is not None and train_clips < counts["train"]:
+            raise PlanError(f"--train_clips must be at least the {counts['train']} training clips of --num_clips "
+                            f"{num_clips} (it adds clips), got {train_clips}")
         specs: List[Dict] = []
         # 1. train singles
         train_mix = category_counts(counts["train"], V.TRAIN_MIX)
@@ -426,6 +433,14 @@ class Planner:
         valid_mix = category_counts(counts["valid"], V.TRAIN_MIX)
         valid_specs = [self.make_clip({"split": "valid", "category": c, "mode": "train"}, rng_v)
                        for c in V.TRAIN_MIX for _ in range(valid_mix[c])]
+        # 3b. extra training clips: the same category mix, after the held-out choice (so they obey it)
+        extra_specs: List[Dict] = []
+        if train_clips is not None and train_clips > counts["train"]:
+            rng_x = random.Random(f"{self.seed}:plan:train-extra")
+            extra_mix = category_counts(train_clips - counts["train"], V.TRAIN_MIX)
+            extra = [{"split": "train", "category": c, "mode": "train"} for c in V.TRAIN_MIX for _ in range(extra_mix[c])]
+            extra.sort(key=lambda r: r["category"] in V.COMPOSITE_CATEGORIES)  # singles first, as above
+            extra_specs = [self.make_clip(r, rng_x) for r in extra]
         # 4. test: held-out combinations (classes seen in train) and held-out pairs
         rng_t = random.Random(f"{self.seed}:plan:test")
         test_specs: List[Dict] = []
@@ -449,12 +464,15 @@ class Planner:
                     spec = self.make_clip({"split": "test", "category": "sequence", "mode": "test",
                                            "classes": classes}, rng_t)
                 test_specs.append(spec)
-        # 5. order and name
+        # 5. order and name (the extra training clips after the default ones: those keep their names)
         out = []
-        for split, ss in (("train", train_specs), ("valid", valid_specs), ("test", test_specs)):
-            random.Random(f"{self.seed}:order:{split}").shuffle(ss)
-            for i, s in enumerate(ss):
-                s["utt"] = f"mini-{split}-{i:05d}"
+        named: Dict[str, int] = defaultdict(int)
+        for stream, ss in (("train", train_specs), ("train-extra", extra_specs), ("valid", valid_specs),
+                           ("test", test_specs)):
+            random.Random(f"{self.seed}:order:{stream}").shuffle(ss)
+            for s in ss:
+                s["utt"] = f"mini-{s['split']}-{named[s['split']]:05d}"
+                named[s["split"]] += 1
                 out.append(s)
         return out
 
