@@ -18,9 +18,16 @@ gen_max_steps=$(( 12 * 50 + 7 ))
 # 0.244 (two decode seeds) with it, 0.291 / 0.292 / 0.234 (three training seeds) without, 0.278 / 0.290 / 0.269
 # for the stage-5 model itself (three decode seeds)
 dpo_ce_finetune=false
+# training clips: 3,200 instead of the 1,600 that --num_clips 2000 alone gives; valid and test stay the same (the
+# extra clips come from their own random stream, under the same held-out policy). Stage 5a's encoder alone on the
+# 1,347 held-out test questions (session 17, float32, one run each): 1,600 clips, 30 epochs: 78.2 %; 3,200, 24
+# epochs: 84.6 %; 6,400, 12 epochs (best valid epoch 9): 86.5 %. Costs: stage 1 2 min instead of 1, and the
+# epochs of 5a and of the stage-6/8 evaluators (tagger, clap_mini) are twice as long; stages 3, 5b and 5's blend
+# run a fixed number of steps. The stage-5 LM on this corpus is not measured yet (README)
+train_clips=3200
 ./ualm.sh \
     --nj 2 \
-    --local_data_opts "--corpus_dir corpus --num_clips 2000 --seed 0" \
+    --local_data_opts "--corpus_dir corpus --num_clips 2000 --train_clips ${train_clips} --seed 0" \
     --fs 16000 \
     --audio_channels mono \
     --min_dur 0.5 \
