@@ -438,7 +438,8 @@ class Planner:
         if train_clips is not None and train_clips > counts["train"]:
             rng_x = random.Random(f"{self.seed}:plan:train-extra")
             extra_mix = category_counts(train_clips - counts["train"], V.TRAIN_MIX)
-            extra = [{"split": "train", "category": c, "mode": "train"} for c in V.TRAIN_MIX for _ in range(extra_mix[c])]
+            extra = [{"split": "train", "category": c, "mode": "train"}
+                     for c in V.TRAIN_MIX for _ in range(extra_mix[c])]
             extra.sort(key=lambda r: r["category"] in V.COMPOSITE_CATEGORIES)  # singles first, as above
             extra_specs = [self.make_clip(r, rng_x) for r in extra]
         # 4. test: held-out combinations (classes seen in train) and held-out pairs
