@@ -55,6 +55,12 @@ def category_counts(n: int, mix: Dict[str, float]) -> Dict[str, int]:
     return out
 
 
+def mix_recipes(split: str, n: int) -> List[Dict]:
+    """``n`` clip recipes of ``split`` in the training category mix (apportioned, in ``V.TRAIN_MIX`` order)."""
+    counts = category_counts(n, V.TRAIN_MIX)
+    return [{"split": split, "category": c, "mode": "train"} for c in V.TRAIN_MIX for _ in range(counts[c])]
+
+
 def espeak_voice_id(lang: str, variant: str) -> str:
     return f"espeak-ng {lang}+{variant}"
 
@@ -411,15 +417,14 @@ class Planner:
         drawn after the default ones from their own random stream, under the same held-out policy, so valid,
         test and the default training clips stay what ``num_clips`` alone gives."""
         counts = split_counts(num_clips)
-        if train_clips is not None and train_clips < counts["train"]:
+        n_extra = 0 if train_clips is None else train_clips - counts["train"]
+        if n_extra < 0:
             raise PlanError(f"--train_clips must be at least the {counts['train']} training clips of --num_clips "
                             f"{num_clips} (it adds clips), got {train_clips}")
         specs: List[Dict] = []
         # 1. train singles
-        train_mix = category_counts(counts["train"], V.TRAIN_MIX)
         rng = random.Random(f"{self.seed}:plan:train")
-        recipes = [{"split": "train", "category": c, "mode": "train"}
-                   for c in V.TRAIN_MIX for _ in range(train_mix[c])]
+        recipes = mix_recipes("train", counts["train"])
         singles = [r for r in recipes if r["category"] in V.SINGLE_CATEGORIES]
         train_specs = [self.make_clip(r, rng) for r in singles]
         train_classes = {e["class"] for s in train_specs for e in s["events"]}
@@ -430,18 +435,11 @@ class Planner:
         # 3. train compositions, valid
         train_specs += [self.make_clip(r, rng) for r in recipes if r["category"] in V.COMPOSITE_CATEGORIES]
         rng_v = random.Random(f"{self.seed}:plan:valid")
-        valid_mix = category_counts(counts["valid"], V.TRAIN_MIX)
-        valid_specs = [self.make_clip({"split": "valid", "category": c, "mode": "train"}, rng_v)
-                       for c in V.TRAIN_MIX for _ in range(valid_mix[c])]
-        # 3b. extra training clips: the same category mix, after the held-out choice (so they obey it)
-        extra_specs: List[Dict] = []
-        if train_clips is not None and train_clips > counts["train"]:
-            rng_x = random.Random(f"{self.seed}:plan:train-extra")
-            extra_mix = category_counts(train_clips - counts["train"], V.TRAIN_MIX)
-            extra = [{"split": "train", "category": c, "mode": "train"}
-                     for c in V.TRAIN_MIX for _ in range(extra_mix[c])]
-            extra.sort(key=lambda r: r["category"] in V.COMPOSITE_CATEGORIES)  # singles first, as above
-            extra_specs = [self.make_clip(r, rng_x) for r in extra]
+        valid_specs = [self.make_clip(r, rng_v) for r in mix_recipes("valid", counts["valid"])]
+        # 3b. extra training clips: the same category mix, after the held-out choice (so they obey it); singles first
+        rng_x = random.Random(f"{self.seed}:plan:train-extra")
+        extra_specs = [self.make_clip(r, rng_x) for r in sorted(
+            mix_recipes("train", n_extra), key=lambda r: r["category"] in V.COMPOSITE_CATEGORIES)]
         # 4. test: held-out combinations (classes seen in train) and held-out pairs
         rng_t = random.Random(f"{self.seed}:plan:test")
         test_specs: List[Dict] = []
