@@ -288,6 +288,9 @@ def test_stage_5_killed_training_resumes_from_its_checkpoint(recipe_stage5):
     assert "The training was finished" not in killed_log and not done_after_kill
     assert early.returncode != 0 and "has not finished (no .done from stage 5)" in early.stderr, early.stderr
     assert f"Stage 5: resuming the interrupted training from {LM_EXP}/checkpoint.pth" in r.stdout
+    # a stage that dies leaves no wall-time row: neither the killed stage 5 nor the refused stage 7, only the rerun
+    stages = [ln.split("\t")[1] for ln in (rec / "exp" / "stage_times.tsv").read_text().splitlines()[1:]]
+    assert stages[-1] == "5" and stages.count("5") == 1 and "7" not in stages, stages
     log = (exp / "train.log").read_text()
     assert "The training was resumed using" in log
     assert "1/3epoch started" not in log and "2/3epoch started" in log and "3/3epoch started" in log
@@ -390,6 +393,7 @@ def test_stage_5_multi_gpu_and_multi_node_commands(recipe_stage5, repo_root):
     assert cmd.startswith("utils/run_local.py --gpu 2 --num_threads 2 exp/ualm_ddp/train.log python -m ualm_tk.tasks.ualm")
     assert "--ngpu 2 --multiprocessing_distributed true --dist_backend nccl" in cmd and "--resume true" in cmd
     assert "srun" not in cmd and not (rec / "exp" / "ualm_ddp" / "train.log").exists()
+    assert "wall time per stage" not in r.stdout  # a dry run times nothing
     # several nodes need Slurm
     r = run(rec, env, *base, "--num_nodes", "2", check=False)
     assert r.returncode != 0 and "--num_nodes 2 needs the slurm backend" in r.stderr
@@ -605,6 +609,25 @@ def recipe_stage8(recipe_stage7, repo_root):
     rec, env, _ = recipe_stage7
     r = run(rec, env, *STAGE8, *_lm_opts(repo_root))
     return rec, env, r
+
+
+def test_every_finished_stage_leaves_its_wall_time(recipe_stage8):
+    """exp/stage_times.tsv: one row per stage a run finished (start, stage, seconds), across runs; each run's log
+    ends with its own stages' times."""
+    import datetime
+
+    rec, env, r = recipe_stage8
+    lines = (rec / "exp" / "stage_times.tsv").read_text().splitlines()
+    assert lines[0] == "started\tstage\tseconds"
+    rows = [ln.split("\t") for ln in lines[1:]]
+    assert {stage for _, stage, _ in rows} == {str(n) for n in range(1, 9)}, rows
+    for started, _, secs in rows:
+        datetime.datetime.strptime(started, "%Y-%m-%dT%H:%M:%S")
+        assert int(secs) >= 0
+    assert [stage for _, stage, _ in rows[:2]] == ["1", "2"] and rows[-1][1] == "8"
+    summary = r.stdout.strip().splitlines()[-1]
+    assert "finished stages 8..8; wall time per stage: 8: " in summary and summary.endswith(
+        " min (all runs: exp/stage_times.tsv)"), summary
 
 
 def _scores(path: Path) -> dict:

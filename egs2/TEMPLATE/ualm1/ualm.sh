@@ -330,6 +330,23 @@ files_sum() {
     | xargs -0 -r cat | cksum | cut -d' ' -f1
 }
 
+# stage_clock <n> | stage_clock "": stops the clock of the stage running now, if any (its wall time goes to the
+# log summary and to ${expdir}/stage_times.tsv: one row per finished stage, start time, stage, seconds; a stage
+# that dies leaves no row, a resumed one counts this run's part only, a dry run none), then starts stage <n>'s
+clock_stage= clock_start= clock_started= run_times=
+stage_clock() {
+  local now secs
+  now=$(date +%s)
+  if [ -n "${clock_stage}" ] && [ "${lm_dry_run}" != true ]; then
+    secs=$(( now - clock_start ))
+    mkdir -p "${expdir}"
+    [ -s "${expdir}/stage_times.tsv" ] || printf 'started\tstage\tseconds\n' > "${expdir}/stage_times.tsv"
+    printf '%s\t%s\t%d\n' "${clock_started}" "${clock_stage}" "${secs}" >> "${expdir}/stage_times.tsv"
+    run_times+="${run_times:+, }${clock_stage}: $(awk -v s="${secs}" 'BEGIN { printf "%.1f min", s / 60 }')"
+  fi
+  clock_stage=$1 clock_start=${now} clock_started=$(date '+%Y-%m-%dT%H:%M:%S')
+}
+
 # stage_is_done <done-file> <signature> [hint]: 0 when outputs exist for the same options
 # (skip), 1 when the stage must run. Outputs made with other options are an error unless --force
 # (the hint, when given, is added to that error: another way out than --force).
@@ -500,6 +517,7 @@ log "stages ${stage}..${stop_stage}, backend ${cmd_backend}, nj ${nj}"
 
 # ---- stage 1: data preparation ----
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
+  stage_clock 1
   # the corpus code in local/ counts: a changed generator (new text problems, captions, ...) is not "done"
   sig="local/data.sh --data_dir ${datadir} --nj ${nj} ${local_data_opts} local=$(files_sum local)"
   if stage_is_done "${datadir}/.done.stage1" "${sig}"; then
@@ -521,6 +539,7 @@ fi
 
 # ---- stage 2: audio formatting and validation ----
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
+  stage_clock 2
   for s in ${all_sets}; do
     src="${datadir}/${s}"
     dst="${dumpdir}/audio/${s}"
@@ -559,6 +578,7 @@ fi
 
 # ---- stage 3: codec (and enhancement VAE) training ----
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
+  stage_clock 3
   if [ "${codec_dir}" != "${expdir}/codec_${codec_tag}/codec" ]; then
     log "Stage 3: ${stage_names[3]}: using the trained codec in ${codec_dir}; codec training skipped"
   else
@@ -633,6 +653,7 @@ fi
 
 # ---- stage 4: tokenisation ----
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
+  stage_clock 4
   [ -f "${codec_dir}/component.yaml" ] || die "Stage 4: no trained codec in ${codec_dir}; run stage 3 first or pass --codec_dir"
   codec_sig=$(component_sum "${codec_dir}")
   # 4a: codec codes, one JOB array per set
@@ -707,6 +728,7 @@ fi
 
 # ---- stage 5: LM training ----
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
+  stage_clock 5
   token_dir="${datadir}/token_list"
   [ -f "${token_dir}/token_list" ] || die "Stage 5: ${token_dir}/token_list is missing; run stage 4 first"
   data_args=()
@@ -875,6 +897,7 @@ fi
 
 # ---- stage 6: DPO ----
 if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
+  stage_clock 6
   [ -f "${lm_exp}/config.yaml" ] || die "Stage 6: ${lm_exp} has no config.yaml: run stage 5 first"
   [ -f "${lm_exp}/.done" ] || die "Stage 6: the training in ${lm_exp} has not finished (no .done from stage 5): finish stage 5 first"
   [ -f "${codec_dir}/component.yaml" ] || die "Stage 6: no trained codec in ${codec_dir}; run stage 3 first or pass --codec_dir"
@@ -1029,6 +1052,7 @@ fi
 
 # ---- stage 7: inference ----
 if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
+  stage_clock 7
   set_decode_models
   for m in "${decode_models[@]}"; do
     [ -f "${m}/config.yaml" ] \
@@ -1092,6 +1116,7 @@ fi
 
 # ---- stage 8: scoring ----
 if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
+  stage_clock 8
   # 8a: evaluator models (an audio tagger and a text-audio contrastive model), each with its own accuracy
   # (trained by stage 6 already when it ran with the same options)
   prepare_evaluators 8
@@ -1231,4 +1256,5 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
       "per-set scores: {${decode_roots[*]// /,}}/<task>_<set>/scores.json, ceilings: ${expdir}/ceilings_<set>/"
 fi
 
-log "finished stages ${stage}..${stop_stage}"
+stage_clock ""
+log "finished stages ${stage}..${stop_stage}${run_times:+; wall time per stage: ${run_times} (all runs: ${expdir}/stage_times.tsv)}"
