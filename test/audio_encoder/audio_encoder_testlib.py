@@ -29,6 +29,7 @@ def save_tiny_whisper(out_dir: Path, chunk_length: int, with_lm_head: bool = Tru
 ENCODER_CONFS = {
     "mel_transformer": lambda d: {"size": "tiny", "dropout": 0.0},
     "whisper": lambda d: {"model_dir": str(d)},
+    "mel_transformer_qa": lambda d: {"size": "tiny", "dropout": 0.0, "num_answers": [2, 3], "num_event_classes": 2},
 }
 
 

@@ -168,7 +168,7 @@ def test_mel_transformer_sizes_and_bad_conf():
     with pytest.raises(ValueError, match="sample_rate 22050 must be a multiple of 100 Hz"):
         build_audio_encoder("mel_transformer", {"sample_rate": 22050})
     assert build_audio_encoder("none") is None and build_audio_encoder(None) is None  # generation-only models
-    with pytest.raises(ValueError, match="must be one of \\('mel_transformer', 'whisper', None\\): --audio_encoder wav2vec9"):
+    with pytest.raises(ValueError, match="must be one of \\('mel_transformer', 'whisper', 'mel_transformer_qa', None\\): --audio_encoder wav2vec9"):
         build_audio_encoder("wav2vec9", {})
 
 

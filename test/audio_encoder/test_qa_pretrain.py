@@ -63,7 +63,7 @@ def qa_corpus(tmp_path_factory):
     return root
 
 
-def run_pretrain(root: Path, out: Path, repo_root: Path, *extra: str, add_conf: str = ""):
+def run_pretrain(root: Path, out: Path, repo_root: Path, *extra: str, add_conf: str = "", lm_config=None):
     """Stage 5a on the test corpus with ``pre.yaml`` (+ the YAML lines ``add_conf``, written beside ``out``)."""
     from ualm_tk.bin.audio_encoder_pretrain import main
 
@@ -71,7 +71,7 @@ def run_pretrain(root: Path, out: Path, repo_root: Path, *extra: str, add_conf: 
     if add_conf:
         conf = out.parent / f"{out.name}.yaml"
         conf.write_text((root / "pre.yaml").read_text() + add_conf)
-    main(["--lm_config", str(repo_root / TINY_LM), "--config", str(conf), "--qtypes",
+    main(["--lm_config", str(lm_config or repo_root / TINY_LM), "--config", str(conf), "--qtypes",
           str(root / "qtypes.json"), "--train_dir", str(root / "train"), "--valid_dir", str(root / "valid"),
           "--output_dir", str(out), "--num_threads", "1", *extra])
 
@@ -255,3 +255,74 @@ def test_missing_or_bad_event_metadata_names_the_file_and_key(qa_corpus, tmp_pat
     (bad / "metadata").unlink()
     with pytest.raises(QAPretrainError, match=r"metadata: missing"):
         read_labelled_clips(bad, space, SR, with_events=True)
+
+
+def readout_lm_config(repo_root: Path, path: Path, **encoder_conf) -> Path:
+    """The tiny LM config with a ``mel_transformer_qa`` encoder (``encoder_conf`` over the test corpus's label space)."""
+    conf = yaml.safe_load((repo_root / TINY_LM).read_text())
+    conf["audio_encoder"] = "mel_transformer_qa"
+    conf["audio_encoder_conf"] = dict(dict(size="tiny", num_answers=[2, 2], num_event_classes=2, qa_dropout=0.0), **encoder_conf)
+    path.write_text(yaml.safe_dump(conf))
+    return path
+
+
+def test_a_qa_readout_encoder_trains_and_keeps_its_heads_and_hands_their_answers_to_the_lm(qa_corpus, repo_root,
+                                                                                           tmp_path):
+    """``mel_transformer_qa``: 5a trains the encoder's own heads (the same run as a plain ``mel_transformer``'s:
+    same initial weights, same curve) and saves them with it; every frame it gives the LM ends with the frame
+    head's event posteriors and the question heads' answers, which answer the valid clips exactly as 5a's
+    evaluation says; ESPnet's ``--init_param`` puts all of it into the LM's encoder."""
+    from espnet2.torch_utils.load_pretrained_model import load_pretrained_model
+
+    from ualm_tk.audio_encoder import QAReadoutEncoder, build_audio_encoder, load_audio_encoder
+    from ualm_tk.audio_encoder.qa_pretrain import QALabelSpace, collate_wavs, read_labelled_clips
+
+    add = "frame_event_weight: 1.0\n"
+    run_pretrain(qa_corpus, tmp_path / "plain", repo_root, add_conf=add)
+    lm_config = readout_lm_config(repo_root, tmp_path / "lm.yaml")
+    out = tmp_path / "readout"
+    run_pretrain(qa_corpus, out, repo_root, add_conf=add, lm_config=lm_config)
+    plain, res = (json.loads((d / "results.json").read_text()) for d in (tmp_path / "plain", out))
+    assert [h["train_loss"] for h in res["history"]] == pytest.approx([h["train_loss"] for h in plain["history"]],
+                                                                       rel=1e-4)
+    assert res["results"]["valid"]["accuracy"] == pytest.approx(plain["results"]["valid"]["accuracy"])
+
+    enc = load_audio_encoder(out / "encoder")
+    assert isinstance(enc, QAReadoutEncoder) and enc.output_size == 64 + 2 + 4
+    space = QALabelSpace.from_qtypes_json(qa_corpus / "qtypes.json")
+    clips = read_labelled_clips(qa_corpus / "valid", space, SR, with_events=True)
+    with torch.no_grad():
+        feats, n = enc(*collate_wavs(clips))  # [B,T',64 + 2 event classes + 2 + 2 answers]
+    answers = feats[:, 0, 66:]
+    assert torch.allclose(feats[0, : int(n[0]), 66:], answers[0].expand(int(n[0]), 4))  # the same on every frame
+    for q, name in enumerate(space.qtypes):
+        got = answers[:, 2 * q : 2 * q + 2].argmax(-1)
+        acc = np.mean([int(got[b]) == a for b, c in enumerate(clips) for qq, a in c.labels if qq == q])
+        assert acc == pytest.approx(res["results"]["valid"]["per_type"][name]["accuracy"])
+    assert res["results"]["valid"]["per_type"]["tone_frequency"]["accuracy"] >= 0.9
+    # the frame head: noise frames of a noise-first clip say noise (class 0), its tone frames say tone (class 1)
+    first = next(b for b, c in enumerate(clips) if c.events[0].label == "noise")
+    assert feats[first, 1, 64] > 0.5 > feats[first, 1, 65] and feats[first, 10, 65] > 0.5 > feats[first, 10, 64]
+
+    holder = torch.nn.Module()
+    conf = yaml.safe_load(lm_config.read_text())
+    holder.audio_encoder = build_audio_encoder(conf["audio_encoder"], dict(conf["audio_encoder_conf"], freeze=True))
+    load_pretrained_model(f"{out / 'encoder' / 'model.pth'}::audio_encoder", holder, ignore_init_mismatch=False)
+    got, want = holder.audio_encoder.state_dict(), enc.state_dict()
+    assert set(got) == set(want) and any(k.startswith("heads.") for k in want)
+    assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+@pytest.mark.parametrize("encoder_conf, add_conf, match", [
+    (dict(num_answers=[2, 3]), "frame_event_weight: 1.0\n",
+     r"lm.yaml: audio_encoder_conf.num_answers \[2, 3\] does not fit this corpus: its categorical question types "
+     r"\(tone_frequency, noise_first\) have num_answers: \[2, 2\]"),
+    (dict(), "", r"num_event_classes 2 does not fit this pre-training: it trains a frame head over 0 event classes"),
+    (dict(qa_heads=2), "frame_event_weight: 1.0\n", r"num_heads 4 / dropout 0.0 differ from the encoder's "
+                                                    r"audio_encoder_conf qa_heads 2 / qa_dropout 0.0"),
+])
+def test_a_qa_readout_encoder_that_does_not_fit_the_corpus_is_refused(qa_corpus, repo_root, tmp_path, encoder_conf,
+                                                                      add_conf, match):
+    lm_config = readout_lm_config(repo_root, tmp_path / "lm.yaml", **encoder_conf)
+    with pytest.raises(SystemExit, match=match):
+        run_pretrain(qa_corpus, tmp_path / "out", repo_root, add_conf=add_conf, lm_config=lm_config)

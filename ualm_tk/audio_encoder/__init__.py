@@ -4,6 +4,7 @@
 |---|---|---|
 | ``mel_transformer`` | :class:`ualm_tk.audio_encoder.mel_transformer.MelTransformerEncoder` (ours; trains on CPU) | ``model.pth`` |
 | ``whisper`` | :class:`ualm_tk.audio_encoder.whisper.WhisperEncoder` (transformers, local ``model_dir``) | stay in ``model_dir`` (``model.pth`` too when unfrozen) |
+| ``mel_transformer_qa`` | :class:`ualm_tk.audio_encoder.qa_readout.QAReadoutEncoder` (``mel_transformer`` + its stage-5a heads' answers on every frame) | ``model.pth`` |
 
 Interface (:class:`AbsAudioEncoder`): ``forward(wav [B,1,L], lengths [B]) -> (feats [B,T',D],
 feat_lengths [B])`` at ``frame_rate`` = 25 frames/s, ``num_frames(num_samples)`` equal to the
@@ -26,6 +27,7 @@ from ualm_tk.audio_encoder.adapter import (
     AudioAdapter, FeatureInsertionError, insert_features, pack_segments, placeholder_mask,
 )
 from ualm_tk.audio_encoder.mel_transformer import PRESETS, MelTransformerEncoder
+from ualm_tk.audio_encoder.qa_readout import QAReadoutEncoder
 from ualm_tk.audio_encoder.whisper import WhisperEncoder
 from ualm_tk.utils.component_dir import ComponentDirError, read_component, save_component
 
@@ -36,6 +38,7 @@ audio_encoder_choices = ClassChoices(
     classes=dict(
         mel_transformer=MelTransformerEncoder,
         whisper=WhisperEncoder,
+        mel_transformer_qa=QAReadoutEncoder,
     ),
     type_check=AbsAudioEncoder,
     default="mel_transformer",
@@ -106,7 +109,7 @@ def load_audio_encoder(encoder_dir: Union[str, os.PathLike], device: str = "cpu"
 
 
 __all__ = [
-    "AbsAudioEncoder", "AudioEncoderInputError", "MelTransformerEncoder", "WhisperEncoder", "PRESETS",
+    "AbsAudioEncoder", "AudioEncoderInputError", "MelTransformerEncoder", "QAReadoutEncoder", "WhisperEncoder", "PRESETS",
     "audio_encoder_choices", "audio_encoder_name", "build_audio_encoder", "save_audio_encoder",
     "load_audio_encoder", "AudioAdapter", "FeatureInsertionError", "insert_features", "pack_segments",
     "placeholder_mask",

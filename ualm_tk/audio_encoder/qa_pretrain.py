@@ -40,8 +40,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ualm_tk.audio_encoder import AbsAudioEncoder
+from ualm_tk.audio_encoder import AbsAudioEncoder, QAReadoutEncoder
 from ualm_tk.audio_encoder.augment import WavAugment
+from ualm_tk.audio_encoder.qa_heads import QAHeads
 from ualm_tk.audio_encoder.tempo_relabel import TempoRelabel, TempoRelabelError, time_stretch
 from ualm_tk.data.kaldi_files import read_kaldi_file
 from ualm_tk.data.lm_dataset import load_wav
@@ -198,47 +199,19 @@ def read_labelled_clips(data_dir: PathLike, space: QALabelSpace, sample_rate: in
     return clips
 
 
-class QAHeads(torch.nn.Module):
-    """Per question type: a multi-head attention query over frames, then an MLP to its answers.
-
-    ``feats [B,T,D]``, ``keep [B,T]`` (True = real frame) -> list over types of ``logits [B, A_q]``.
-    """
-
-    def __init__(self, d_model: int, num_answers: Sequence[int], num_heads: int = 4, dropout: float = 0.1):
-        super().__init__()
-        if d_model % num_heads:
-            raise ValueError(f"d_model {d_model} is not divisible by num_heads {num_heads}")
-        Q = len(num_answers)
-        self.num_heads = num_heads
-        self.key = torch.nn.Linear(d_model, d_model)
-        self.query = torch.nn.Parameter(torch.randn(Q, d_model) * d_model ** -0.5)  # [Q, D]
-        self.norm = torch.nn.LayerNorm(d_model)
-        self.hidden = torch.nn.Sequential(torch.nn.Linear(d_model, d_model), torch.nn.GELU(), torch.nn.Dropout(dropout))
-        self.out = torch.nn.ModuleList(torch.nn.Linear(d_model, a) for a in num_answers)
-
-    def forward(self, feats: torch.Tensor, keep: torch.Tensor) -> List[torch.Tensor]:
-        B, T, D = feats.shape
-        H, Q = self.num_heads, self.query.shape[0]
-        k = self.key(feats).view(B, T, H, D // H)  # [B,T,H,dh]
-        v = feats.view(B, T, H, D // H)  # [B,T,H,dh]
-        q = self.query.view(Q, H, D // H)  # [Q,H,dh]
-        scores = torch.einsum("qhd,bthd->bqht", q, k) / math.sqrt(D // H)  # [B,Q,H,T]
-        scores = scores.masked_fill(~keep[:, None, None, :], float("-inf"))
-        pooled = torch.einsum("bqht,bthd->bqhd", scores.softmax(-1), v).reshape(B, Q, D)  # [B,Q,D]
-        h = self.hidden(self.norm(pooled))  # [B,Q,D]
-        return [head(h[:, i]) for i, head in enumerate(self.out)]
-
-
 class EncoderQAClassifier(torch.nn.Module):
     """Encoder + question heads (+ a frame event head when ``space.event_classes`` is not empty)."""
 
-    def __init__(self, encoder: AbsAudioEncoder, space: QALabelSpace, num_heads: int = 4, dropout: float = 0.1):
+    def __init__(self, encoder: AbsAudioEncoder, space: QALabelSpace, num_heads: int = 4, dropout: float = 0.1,
+                 heads: Optional[QAHeads] = None, frame_head: Optional[torch.nn.Linear] = None):
+        """``heads`` / ``frame_head``: train these (e.g. those of a ``mel_transformer_qa`` encoder) instead of new ones."""
         super().__init__()
         self.encoder = encoder
-        self.heads = QAHeads(encoder.output_size, [len(space.answers[q]) for q in space.qtypes], num_heads, dropout)
+        self.heads = heads or QAHeads(encoder.output_size, [len(space.answers[q]) for q in space.qtypes],
+                                      num_heads, dropout)
         self.event_index = {c: i for i, c in enumerate(space.event_classes)}
-        self.frame_head = (torch.nn.Linear(encoder.output_size, len(space.event_classes))
-                           if space.event_classes else None)
+        self.frame_head = frame_head or (torch.nn.Linear(encoder.output_size, len(space.event_classes))
+                                         if space.event_classes else None)
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor
                 ) -> Tuple[List[torch.Tensor], Optional[torch.Tensor], torch.Tensor]:
@@ -252,6 +225,32 @@ class EncoderQAClassifier(torch.nn.Module):
         """Strong labels ``[B,T',C]`` of ``clips`` at the encoder's frame rate."""
         return torch.stack([frame_targets(c.events, self.event_index, num_frames, self.encoder.frame_rate)
                             for c in clips])
+
+
+def build_classifier(encoder: AbsAudioEncoder, space: QALabelSpace, num_heads: int = 4,
+                     dropout: float = 0.1) -> EncoderQAClassifier:
+    """The classifier stage 5a trains around ``encoder``: new heads, or for a ``mel_transformer_qa`` encoder
+    its own base and heads (which then travel with it to the LM), checked against the corpus's label space."""
+    if not isinstance(encoder, QAReadoutEncoder):
+        return EncoderQAClassifier(encoder, space, num_heads, dropout)
+    want = [len(space.answers[q]) for q in space.qtypes]
+    conf = encoder.conf
+    if conf["num_answers"] != want:
+        raise QAPretrainError(
+            f"audio_encoder_conf.num_answers {conf['num_answers']} does not fit this corpus: its categorical question "
+            f"types ({', '.join(space.qtypes)}) have num_answers: {want}")
+    if conf["num_event_classes"] != len(space.event_classes):
+        raise QAPretrainError(
+            f"audio_encoder_conf.num_event_classes {conf['num_event_classes']} does not fit this pre-training: it "
+            f"trains a frame head over {len(space.event_classes)} event classes (frame_event_weight > 0 and the "
+            f"training metadata's classes; 0 when frame_event_weight is 0): set num_event_classes: "
+            f"{len(space.event_classes)}")
+    if (conf["qa_heads"], conf["qa_dropout"]) != (num_heads, dropout):
+        raise QAPretrainError(
+            f"the pre-training config's num_heads {num_heads} / dropout {dropout} differ from the encoder's "
+            f"audio_encoder_conf qa_heads {conf['qa_heads']} / qa_dropout {conf['qa_dropout']} (the encoder builds "
+            "its heads): make them equal")
+    return EncoderQAClassifier(encoder.base, space, heads=encoder.heads, frame_head=encoder.frame_head)
 
 
 def collate_wavs(clips: Sequence[LabelledClip]) -> Tuple[torch.Tensor, torch.Tensor]:

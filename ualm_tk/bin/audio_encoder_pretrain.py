@@ -18,6 +18,10 @@ CPU; ``auto`` where the CPU computes bfloat16 natively, :mod:`ualm_tk.utils.cpu_
 them, :mod:`ualm_tk.audio_encoder.tempo_relabel`; off by default),
 ``num_heads``, ``dropout``; other keys are an error.
 
+A ``mel_transformer_qa`` encoder (:mod:`ualm_tk.audio_encoder.qa_readout`) brings its own question heads and
+frame head: they are the ones trained here and saved with it, so the LM reads their answers; its
+``num_answers`` / ``num_event_classes`` must fit the corpus (an error names the right values).
+
 Writes ``<output_dir>/encoder/`` (component dir of the best valid epoch), ``results.json``,
 ``RESULTS.md`` (accuracy per question type with the majority-answer share beside it, per set;
 the training curve) and ``checkpoint.pth`` (a killed run resumes from it).
@@ -81,7 +85,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
 
     from ualm_tk.audio_encoder import build_audio_encoder, save_audio_encoder
     from ualm_tk.audio_encoder.qa_pretrain import (
-        EncoderQAClassifier, QALabelSpace, QAPretrainError, evaluate, pretrain, read_labelled_clips, results_markdown)
+        QALabelSpace, QAPretrainError, build_classifier, evaluate, pretrain, read_labelled_clips, results_markdown)
     from ualm_tk.utils.cpu_precision import resolve_cpu_bf16
 
     torch.set_num_threads(args.num_threads if args.num_threads > 0 else len(os.sched_getaffinity(0)))
@@ -101,11 +105,12 @@ def main(cmd: Optional[List[str]] = None) -> None:
             space.event_classes = sorted({e.label for c in train for e in c.events})
             if not space.event_classes:
                 raise QAPretrainError(f"{args.train_dir}/metadata: no timed events (frame_event_weight needs them)")
+        model = build_classifier(encoder, space, **head_conf)
     except QAPretrainError as e:
-        raise SystemExit(f"audio_encoder_pretrain: {e}")
+        raise SystemExit(f"audio_encoder_pretrain: {e}" if "audio_encoder_conf" not in str(e)
+                         else f"audio_encoder_pretrain: {args.lm_config}: {e}")
     with open(out / "label_space.json", "w", encoding="utf-8") as f:
         json.dump(space.to_json(), f, indent=1)
-    model = EncoderQAClassifier(encoder, space, **head_conf)
     logging.info("pre-training %s (%s) on %d question types: %.2f M parameters (encoder %.2f M)", name, enc_conf,
                  len(space.qtypes), sum(p.numel() for p in model.parameters()) / 1e6,
                  sum(p.numel() for p in encoder.parameters()) / 1e6)
