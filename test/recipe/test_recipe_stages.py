@@ -1,4 +1,5 @@
 """The mini recipe's stages on a tiny corpus, run as a user runs them: ./run.sh in a recipe dir."""
+import json
 import os
 import shutil
 import subprocess
@@ -383,6 +384,45 @@ def test_stage_5_trains_a_finished_model_longer_once_its_done_file_is_removed(re
         shutil.rmtree(exp, ignore_errors=True)
         shutil.rmtree(enc, ignore_errors=True)
         shutil.rmtree(txt, ignore_errors=True)
+
+
+def test_stage_5_with_a_qa_readout_encoder_pretrains_its_heads_and_keeps_the_text_pretraining(recipe_stage5,
+                                                                                               repo_root, tmp_path):
+    """An LM config whose encoder is ``mel_transformer_qa``: 5a trains the encoder with its own heads (sized from the
+    corpus's qtypes.json), 5b stays done (text-only training never reaches the encoder), and the LM trains with
+    the heads' answers on every frame: its frozen encoder, heads included, is 5a's."""
+    import torch
+    import yaml
+
+    from ualm_tk.audio_encoder.qa_pretrain import QALabelSpace
+
+    rec, env, *_ = recipe_stage5
+    tag = "qa_readout"
+    space = QALabelSpace.from_qtypes_json(rec / "data" / "qtypes.json")
+    events = json.loads((rec / "exp" / "audio_encoder_train_ualm_tiny" / "label_space.json").read_text())["event_classes"]
+    conf = yaml.safe_load((repo_root / TINY_LM).read_text())
+    conf["audio_encoder"] = "mel_transformer_qa"
+    conf["audio_encoder_conf"] = dict(size="tiny", num_answers=[len(space.answers[q]) for q in space.qtypes],
+                                      num_event_classes=len(events), freeze=True)
+    lm_config = tmp_path / "train_ualm_qa.yaml"
+    lm_config.write_text(yaml.safe_dump(conf))
+    txt = rec / "exp" / f"text_pretrain_{tag}"
+    shutil.copytree(rec / "exp" / "text_pretrain_train_ualm_tiny", txt, symlinks=True)
+    exp, enc = rec / "exp" / f"ualm_{tag}", rec / "exp" / f"audio_encoder_{tag}"
+    opts = [str(lm_config) if o == str(repo_root / TINY_LM) else ("--max_epoch 1" if o == "--max_epoch 3" else o)
+            for o in _lm_opts(repo_root)]
+    try:
+        r = run(rec, env, "--stage", "5", "--stop_stage", "5", *opts, "--lm_tag", tag)
+        assert f"Stage 5b: decoder text pre-training: exp/text_pretrain_{tag} already done" in r.stdout
+        assert "Stage 5a: done" in r.stdout and "The training was finished at 1 epochs" in (exp / "train.log").read_text()
+        saved = torch.load(enc / "encoder" / "model.pth")
+        lm = torch.load(exp / "valid.loss.best.pth")
+        heads = [k for k in saved if k.startswith(("heads.", "frame_head."))]
+        assert heads and all(torch.equal(lm[f"audio_encoder.{k}"], saved[k]) for k in saved)
+        assert lm["adapter.net.weight"].shape[1] == 64 + len(events) + sum(conf["audio_encoder_conf"]["num_answers"])
+    finally:
+        for d in (exp, enc, txt):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def test_stage_5_multi_gpu_and_multi_node_commands(recipe_stage5, repo_root):

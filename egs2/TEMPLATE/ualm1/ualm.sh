@@ -795,12 +795,12 @@ d.pop("init_param", None)
 # codec-stream loss weights do not touch text-only training: trying other weights keeps this stage done
 (d.get("data_conf") or {}).pop("audio_weight", None)
 print(yaml.safe_dump(d, sort_keys=False), end="")' "${lm_config}" "${lm_text_pretrain_epochs}")
-    # (text-only batches never reach the audio encoder: another encoder keeps this stage done)
+    # (text-only batches never reach the audio encoder: another encoder keeps this stage done; nor does key order)
     txt_sig_conf=$(echo "${txt_conf}" | python -c 'import sys, yaml
 d = yaml.safe_load(sys.stdin)
 for k in ("audio_encoder", "audio_encoder_conf"):
     d.pop(k, None)
-print(yaml.safe_dump(d, sort_keys=False), end="")')
+print(yaml.safe_dump(d, sort_keys=True), end="")')
     txt_sig="config=$(echo "${txt_sig_conf}" | cksum | cut -d' ' -f1) data=$(cat "${dumpdir}/text_only/${train_set}/data.json" "${dumpdir}/text_only/${lm_valid_set}/data.json" | cksum | cut -d' ' -f1) token_list=$(cksum < "${token_dir}/token_list" | cut -d' ' -f1)"
     if [ "${lm_dry_run}" = true ]; then
       log "Stage 5b: dry run: the decoder would be pre-trained on text_only for ${lm_text_pretrain_epochs} epochs into ${txt_exp}"
