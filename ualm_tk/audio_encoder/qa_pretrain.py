@@ -207,11 +207,13 @@ class EncoderQAClassifier(torch.nn.Module):
         """``heads`` / ``frame_head``: train these (e.g. those of a ``mel_transformer_qa`` encoder) instead of new ones."""
         super().__init__()
         self.encoder = encoder
-        self.heads = heads or QAHeads(encoder.output_size, [len(space.answers[q]) for q in space.qtypes],
-                                      num_heads, dropout)
+        if heads is None:
+            heads = QAHeads(encoder.output_size, [len(space.answers[q]) for q in space.qtypes], num_heads, dropout)
+        if frame_head is None and space.event_classes:
+            frame_head = torch.nn.Linear(encoder.output_size, len(space.event_classes))
+        self.heads = heads
         self.event_index = {c: i for i, c in enumerate(space.event_classes)}
-        self.frame_head = frame_head or (torch.nn.Linear(encoder.output_size, len(space.event_classes))
-                                         if space.event_classes else None)
+        self.frame_head = frame_head
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor
                 ) -> Tuple[List[torch.Tensor], Optional[torch.Tensor], torch.Tensor]:
