@@ -29,7 +29,7 @@ question heads: stage 5a's ``num_heads`` / ``dropout``, which must equal them).
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any, List
 
 import torch
 from typeguard import typechecked
@@ -49,16 +49,10 @@ class QAReadoutEncoder(AbsAudioEncoder):
         num_event_classes: int = 0,
         qa_heads: int = 4,
         qa_dropout: float = 0.1,
-        size: str = "tiny",
-        d_model: Optional[int] = None,
-        num_layers: Optional[int] = None,
-        num_heads: Optional[int] = None,
-        ffn_dim: Optional[int] = None,
-        n_mels: int = 80,
-        sample_rate: int = 16000,
-        dropout: float = 0.1,
         freeze: bool = False,
+        **encoder_conf: Any,
     ):
+        """``encoder_conf``: the ``mel_transformer`` keys (``size``, ``d_model``, ``dropout``, ...), checked by it."""
         super().__init__()
         if not num_answers or any(a < 2 for a in num_answers):
             raise ValueError(f"mel_transformer_qa: num_answers needs one entry >= 2 per question type, got {num_answers}")
@@ -66,7 +60,7 @@ class QAReadoutEncoder(AbsAudioEncoder):
             raise ValueError(f"mel_transformer_qa: num_event_classes must be >= 0, got {num_event_classes}")
         # built in the order stage 5a's classifier builds its parts (encoder, question heads, frame head), so a
         # pre-training run through this encoder draws the same initial weights as one through mel_transformer
-        self.base = MelTransformerEncoder(size, d_model, num_layers, num_heads, ffn_dim, n_mels, sample_rate, dropout)
+        self.base = MelTransformerEncoder(**encoder_conf)
         D = self.base.output_size
         self.heads = QAHeads(D, num_answers, qa_heads, qa_dropout)
         self.frame_head = torch.nn.Linear(D, num_event_classes) if num_event_classes else None

@@ -105,10 +105,12 @@ def main(cmd: Optional[List[str]] = None) -> None:
             space.event_classes = sorted({e.label for c in train for e in c.events})
             if not space.event_classes:
                 raise QAPretrainError(f"{args.train_dir}/metadata: no timed events (frame_event_weight needs them)")
-        model = build_classifier(encoder, space, **head_conf)
     except QAPretrainError as e:
-        raise SystemExit(f"audio_encoder_pretrain: {e}" if "audio_encoder_conf" not in str(e)
-                         else f"audio_encoder_pretrain: {args.lm_config}: {e}")
+        raise SystemExit(f"audio_encoder_pretrain: {e}")
+    try:
+        model = build_classifier(encoder, space, **head_conf)
+    except QAPretrainError as e:  # the LM config's encoder does not fit the corpus or the heads' config
+        raise SystemExit(f"audio_encoder_pretrain: {args.lm_config}: {e}")
     with open(out / "label_space.json", "w", encoding="utf-8") as f:
         json.dump(space.to_json(), f, indent=1)
     logging.info("pre-training %s (%s) on %d question types: %.2f M parameters (encoder %.2f M)", name, enc_conf,
