@@ -243,6 +243,21 @@ def test_sequence_events_sit_where_metadata_says(corpus):
     assert checked >= 2
 
 
+def test_stage_8_scorer_reads_every_split_metadata_as_written(corpus):
+    """Stage 8's event scoring reads the corpus metadata through its own loader: same keys and events."""
+    from ualm_tk.scoring.metrics.events import load_metadata
+    sequences = 0
+    for s in SPLITS:
+        meta = load_metadata(corpus["sets"][s]["dir"] / "metadata")
+        assert meta == corpus["sets"][s]["meta"], s
+        for m in meta.values():
+            if m["layout"] == "sequence":
+                onsets = [e["onset"] for e in m["events"]]
+                assert len(onsets) >= 2 and onsets == sorted(onsets)
+                sequences += 1
+    assert sequences >= 2
+
+
 def test_captions_state_generation_parameters(corpus):
     for s, utt, meta, st in _all_clips(corpus):
         cap = st["text"][utt]
