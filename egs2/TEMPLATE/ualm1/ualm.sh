@@ -876,7 +876,7 @@ print(yaml.safe_dump(d, sort_keys=True), end="")')
     echo "${job_cmd} ${job_opts[*]+${job_opts[*]}} ${lm_exp}/train.log ${train_words[*]}"
     log "Stage 5: dry run: nothing trained"
   elif stage_is_done "${lm_exp}/.done" "${sig}" \
-      "to train longer (a larger max_epoch, nothing else changed), remove ${lm_exp}/.done: the training resumes from its checkpoint.pth"; then
+      "to train longer (a larger max_epoch and, with a piecewise LR schedule, its last knot moved with it), remove ${lm_exp}/.done: the training resumes from its checkpoint.pth"; then
     log "Stage 5: ${stage_names[5]}: ${lm_exp} already done; --force true redoes it"
   else
     start_training_dir 5 "${lm_exp}"
