@@ -34,5 +34,5 @@ def test_mini_lm_config_checks_and_decays_to_zero_on_its_last_step(repo_root, tm
     np.testing.assert_allclose(lr[:1600], ref, rtol=4e-3)
     assert abs(lr.max() - 1.5e-3) < 1e-9 and lr.argmax() == 199
     # then linear to 0 on the run's last step; a max_epoch without its knot moved would fail here
-    np.testing.assert_allclose(lr[1599:steps], np.linspace(5.3e-4, 0.0, steps - 1599), atol=2e-7)
+    np.testing.assert_allclose(lr[1599:], np.linspace(5.3e-4, 0.0, steps - 1599), atol=2e-7)
     assert lr[-1] < 1e-9 < lr[-2]
