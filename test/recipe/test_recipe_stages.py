@@ -748,6 +748,22 @@ def test_stage_8_rerun_is_a_no_op(recipe_stage8, repo_root):
     assert [p.stat().st_mtime_ns for p in paths] == stamps
 
 
+def test_stage_8_results_dir_writes_the_page_elsewhere_and_leaves_the_recipe_page(recipe_stage8, repo_root):
+    """--results_dir (run_quick.sh's results_quick): RESULTS.md, its plots and samples go there; the recipe's own
+    RESULTS.md is not touched."""
+    rec, env, _ = recipe_stage8
+    own = rec / "RESULTS.md"
+    stamp, text = own.stat().st_mtime_ns, own.read_text()
+    r = run(rec, env, *STAGE8, *_lm_opts(repo_root), "--results_dir", "results_other")
+    other = rec / "results_other"
+    assert (other / "RESULTS.md").read_text().count("| FD[scorer_tagger] |") == text.count("| FD[scorer_tagger] |")
+    assert (other / "results_images" / "spectrograms_test.png").is_file()
+    assert len(list((other / "results_samples" / "test").glob("*.wav"))) == len(
+        list((rec / "results_samples" / "test").glob("*.wav")))
+    assert f"results table: {other}/RESULTS.md; plots: {other}/results_images/" in r.stdout
+    assert own.stat().st_mtime_ns == stamp
+
+
 def test_stage_8_missing_decode_file_fails_clearly(recipe_stage8, repo_root):
     rec, env, _ = recipe_stage8
     victim = rec / DECODE / "caption_to_audio_test" / "heldout_loss.json"

@@ -172,6 +172,9 @@ scorer_train_opts=
 scoring_opts=
 # stage 8: generations per test set drawn as spectrograms in results_images/ and copied to results_samples/
 num_result_samples=3
+# stage 8: directory RESULTS.md, results_images/ and results_samples/ are written to (a second profile of
+# the same recipe keeps its own, e.g. run_quick.sh's results_quick)
+results_dir=.
 # </options>
 
 cmdline="$0 $*"
@@ -1246,19 +1249,21 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
              if [ -d "${expdir}/ceilings_${s}" ]; then find "${expdir}/ceilings_${s}" -maxdepth 2 -name scores.json; fi
            done | sort)
   # shellcheck disable=SC2086
-  sig="inputs=$(cat ${inputs} /dev/null | cksum | cut -d' ' -f1) tasks=${decode_tasks} sets=${test_sets} samples=${num_result_samples}"
+  sig="inputs=$(cat ${inputs} /dev/null | cksum | cut -d' ' -f1) tasks=${decode_tasks} sets=${test_sets} samples=${num_result_samples} out=${results_dir}"
   # (made again whenever a score file changed: RESULTS.md only reflects its inputs)
-  if [ -f RESULTS.md ] && [ "${force}" != true ] && [ "$(cat "${expdir}/.done.results" 2>/dev/null)" = "${sig}" ]; then
+  if [ -f "${results_dir}/RESULTS.md" ] && [ "${force}" != true ] && [ "$(cat "${expdir}/.done.results" 2>/dev/null)" = "${sig}" ]; then
     log "Stage 8: RESULTS.md already up to date with its inputs"
   else
     rm -f "${expdir}/.done.results"
+    mkdir -p "${results_dir}"
     # shellcheck disable=SC2086
     python -m ualm_tk.bin.make_results --exp_dirs "${decode_roots[@]}" --sets ${test_sets} --tasks ${decode_tasks} \
-      "${ceil_opt[@]}" --audio_dump "${dumpdir}/audio" --num_samples "${num_result_samples}" --out RESULTS.md \
+      "${ceil_opt[@]}" --audio_dump "${dumpdir}/audio" --num_samples "${num_result_samples}" --out "${results_dir}/RESULTS.md" \
       || die "Stage 8: make_results failed (see above)"
     echo "${sig}" > "${expdir}/.done.results"
   fi
-  log "Stage 8: done; results table: $(pwd)/RESULTS.md; plots: $(pwd)/results_images/; sample wavs: $(pwd)/results_samples/;" \
+  rdir=$(cd "${results_dir}" && pwd)
+  log "Stage 8: done; results table: ${rdir}/RESULTS.md; plots: ${rdir}/results_images/; sample wavs: ${rdir}/results_samples/;" \
       "per-set scores: {${decode_roots[*]// /,}}/<task>_<set>/scores.json, ceilings: ${expdir}/ceilings_<set>/"
 fi
 
