@@ -102,6 +102,41 @@ def test_dpo_conf_defaults_numbers_and_errors():
     assert dpo_conf(argparse.Namespace(dpo_conf=None))["guidance_scale"] is None  # plain DPO by default
     with pytest.raises(ValueError, match="guidance_scale: expected a number, got 'high'"):
         dpo_conf(argparse.Namespace(dpo_conf={"guidance_scale": "high"}))
+    assert dpo_conf(argparse.Namespace(dpo_conf=None))["length_normalize"] is False
+    assert dpo_conf(argparse.Namespace(dpo_conf={"length_normalize": "true"}))["length_normalize"] is True
+    assert dpo_conf(argparse.Namespace(dpo_conf={"length_normalize": True}))["length_normalize"] is True
+    with pytest.raises(ValueError, match="length_normalize: expected true or false, got 'yes please'"):
+        dpo_conf(argparse.Namespace(dpo_conf={"length_normalize": "yes please"}))
+
+
+def test_length_normalized_dpo_compares_per_token_log_probs(dpo_corpus, pair_batch):
+    """length_normalize: the DPO margin is β·(Δ_c / w_c − Δ_r / w_r) with Δ = policy − reference summed log-prob
+    and w a response's summed loss weight; at the start (policy = reference) still log 2; the gradient differs
+    from summed DPO's."""
+    from ualm_tk.dpo.logprob import sequence_logprobs
+    from ualm_tk.losses.dpo import dpo_loss
+
+    B = pair_batch["tokens"].shape[0] // 2
+    start = UALMDPOModel(make_policy(dpo_corpus["layout"]), length_normalize=True).eval()
+    assert start(**pair_batch)[1]["dpo_loss"].item() == pytest.approx(math.log(2), abs=1e-5)
+    moved = make_policy(dpo_corpus["layout"], seed=3)  # a policy that differs from the reference
+    models = {norm: UALMDPOModel(moved, make_policy(dpo_corpus["layout"]), beta=2.0, ce_weight=0.0,
+                                 length_normalize=norm).eval() for norm in (False, True)}
+    args = {k: pair_batch[k] for k in ("tokens", "loss_mask", "lengths")}
+    with torch.no_grad():
+        pol = sequence_logprobs(moved.eval(), **args)
+        ref = sequence_logprobs(models[True].reference, **args)
+        _, stats, _ = models[True](**pair_batch)
+        _, summed, _ = models[False](**pair_batch)
+    w = pol.weight
+    assert not torch.allclose(w[:B], w[B:])  # the corpus's responses differ in length
+    lp, lr = pol.logp / w, ref.logp / w
+    want = dpo_loss(lp[:B], lp[B:], lr[:B], lr[B:], beta=2.0)
+    assert stats["dpo_loss"].item() == pytest.approx(want.loss.item(), rel=1e-5)
+    assert stats["dpo_reward_margin"].item() == pytest.approx(want.reward_margin.item(), rel=1e-5, abs=1e-7)
+    want_sum = dpo_loss(pol.logp[:B], pol.logp[B:], ref.logp[:B], ref.logp[B:], beta=2.0)
+    assert summed["dpo_loss"].item() == pytest.approx(want_sum.loss.item(), rel=1e-5)
+    assert abs(stats["dpo_loss"].item() - summed["dpo_loss"].item()) > 1e-3
 
 
 def test_ce_only_mode_is_the_lm_loss_on_winners(dpo_corpus, pair_batch):

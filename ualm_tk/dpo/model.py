@@ -18,6 +18,13 @@
   branch shares with the conditional one, and without this term nothing trains that branch, while
   CFG (λ = 3) adds ``(λ−1)·(cond − uncond)`` to every step's logits.
 
+With ``length_normalize`` the DPO term compares per-token log-probs instead of sums: each response's log-prob
+(policy and reference alike) is divided by its summed loss weight ``Σ mask`` (audio streams weighted as in the
+LM loss, so about the response's frame count when the stream weights sum to 1) before the margin is taken, so a
+pair whose responses differ in length is no longer ranked mostly by length (summed margins of the recipe's
+300-600-frame candidates run to tens of nats). The per-token margins are smaller by that count: ``beta`` then
+needs to be raised (SimPO, a length-normalised variant, uses β 2-2.5 where summed DPO uses 0.1).
+
 ``dpo_weight = 0`` is the CE fine-tune on winners that precedes DPO (the reference is then not
 run; the DPO statistics are still logged from the policy alone, with the reference term zero).
 
@@ -53,7 +60,7 @@ class UALMDPOModel(AbsLMModel):
     @typechecked
     def __init__(self, policy: UALMModel, reference: Optional[UALMModel] = None, beta: float = 0.1,
                  ce_weight: float = 1.0, dpo_weight: float = 1.0, uncond_ce_weight: float = 0.0,
-                 guidance_scale: Optional[float] = None):
+                 guidance_scale: Optional[float] = None, length_normalize: bool = False):
         super().__init__()
         if not beta > 0:
             raise ValueError(f"beta must be > 0, got {beta}")
@@ -73,6 +80,7 @@ class UALMDPOModel(AbsLMModel):
         self.uncond_ce_weight = float(uncond_ce_weight)
         self.guidance_scale = None if guidance_scale is None else check_guidance_scale(guidance_scale)
         self.uncond_sides = uncond_sides(self.guidance_scale, self.uncond_ce_weight)  # row blocks 3 (and 4)
+        self.length_normalize = bool(length_normalize)
         self.layout = policy.layout
 
     @property
@@ -140,6 +148,9 @@ class UALMDPOModel(AbsLMModel):
                 ref_logp = dpo_logp(self._reference, ref_hidden)  # [2B]
         else:
             ref_logp = torch.zeros_like(pol_logp)
+        if self.length_normalize:  # per-token log-probs; a response's weight is the same under both models
+            weight = pol.weight[pair]  # [2B]
+            pol_logp, ref_logp = pol_logp / weight, ref_logp / weight
         out = dpo_loss(pol_logp[ch], pol_logp[rj], ref_logp[ch], ref_logp[rj], beta=self.beta)
 
         def mean_ce(rows: slice) -> torch.Tensor:

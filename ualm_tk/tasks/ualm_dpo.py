@@ -16,7 +16,8 @@ Run::
   (0.0; > 0 adds the CE of the winners' CFG unconditional forms, a third row per pair, so the
   unconditional branch that CFG uses at inference keeps training) and ``guidance_scale`` (null = DPO on
   the conditional log-probs; λ = DPO on the log-probs of the distribution CFG samples at λ, both
-  sides' unconditional forms added as rows 3 and 4 of each pair: ``ualm_tk.dpo.model``).
+  sides' unconditional forms added as rows 3 and 4 of each pair: ``ualm_tk.dpo.model``) and
+  ``length_normalize`` (false; true = DPO on per-token instead of summed log-probs, with a larger ``beta``).
 * Data: pairs.json files of :mod:`ualm_tk.dpo.pairs` (third field ``dpo_pairs``), bucketed within
   ``--batch_bins`` positions (a pair counts ``R·max(S_chosen, S_rejected)`` with R its 2 to 4 rows), at most
   ``--batch_size`` pairs per batch.
@@ -51,7 +52,9 @@ from ualm_tk.tokens.layout import TokenLayout
 
 logger = logging.getLogger(__name__)
 
-DPO_CONF_DEFAULTS = dict(beta=0.1, ce_weight=1.0, dpo_weight=1.0, uncond_ce_weight=0.0, guidance_scale=None)
+DPO_CONF_DEFAULTS = dict(beta=0.1, ce_weight=1.0, dpo_weight=1.0, uncond_ce_weight=0.0, guidance_scale=None,
+                         length_normalize=False)
+BOOL_WORDS = {"true": True, "false": False, "1": True, "0": False}
 ARCH_KEYS = ("decoder", "decoder_conf", "audio_encoder", "audio_encoder_conf", "pattern", "pattern_conf",
              "model", "model_conf")
 
@@ -65,6 +68,12 @@ def dpo_conf(args: argparse.Namespace) -> Dict:
     for key, value in conf.items():
         if value is None and key == "guidance_scale":
             continue  # plain (conditional) DPO
+        if key == "length_normalize":
+            word = str(value).lower()
+            if not isinstance(value, (bool, int, str)) or word not in BOOL_WORDS:
+                raise ValueError(f"--dpo_conf length_normalize: expected true or false, got {value!r}")
+            conf[key] = BOOL_WORDS[word]
+            continue
         try:
             conf[key] = float(value)
         except (TypeError, ValueError):
