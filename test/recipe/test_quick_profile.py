@@ -1,15 +1,9 @@
 """The mini recipe's quick profile (egs2/mini_ualm/ualm1/run_quick.sh, conf/quick/): the same models as run.sh,
-trained for fewer steps, with options ualm.sh knows and an LM schedule that ends on its last step."""
+trained for fewer steps, with options ualm.sh knows (its LM schedule: test_mini_lm_config.py)."""
 import subprocess
 
-import numpy as np
 import pytest
-import torch
 import yaml
-from espnet2.tasks.abs_task import scheduler_classes
-
-from ualm_tk.tasks import dry_run
-from ualm_tk.tokens.layout import TokenLayout
 
 RECIPE = "egs2/mini_ualm/ualm1"
 # quick config -> (the full recipe's config, the keys the quick one may change)
@@ -32,24 +26,6 @@ def test_quick_config_is_the_full_one_with_fewer_steps(repo_root, quick):
     for key in changed:
         if isinstance(f[key], int):
             assert 0 < q[key] < f[key], f"{quick}: {key} {q[key]} is not fewer than {full}'s {f[key]}"
-
-
-def test_quick_lm_config_checks_and_decays_to_zero_on_its_last_step(repo_root, tmp_path):
-    TokenLayout([f"w{i}" for i in range(90)], 8, 1024).write(tmp_path / "tokens")
-    args = dry_run.parse_task_args(dry_run.load_config(str(repo_root / RECIPE / "conf/quick/train_ualm.yaml")),
-                                   str(tmp_path / "tokens"))
-    dry_run.check_args(args)
-    steps = args.max_epoch * args.num_iters_per_epoch // args.accum_grad  # optimiser steps of the whole run
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=args.optim_conf["lr"])
-    sched = scheduler_classes[args.scheduler](opt, **args.scheduler_conf)
-    lr = []
-    for _ in range(steps):
-        lr.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    lr = np.array(lr)
-    assert steps == 100 and abs(lr.max() - 1.5e-3) < 1e-9 and lr.argmax() == 19
-    assert lr[-1] < 1e-9 < lr[-2]  # past the last knot the scheduler would jump back up
 
 
 def test_run_quick_passes_only_options_ualm_sh_knows(repo_root, subprocess_env):
